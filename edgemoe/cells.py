@@ -1,0 +1,318 @@
+"""Run one benchmark cell: llama-bench as a child process, measured from outside.
+
+- Serialised by a file lock as well as by Snakemake's `bench` resource, so that two cells never
+  overlap even under a profile that forgets the resource limit.
+- The child's exact peak RSS comes from os.wait4 (its own rusage, not RUSAGE_CHILDREN).
+- While it runs we sample system memory in use, the 2 MiB-page mapping of the model
+  (FilePmdMapped) and power where the device has a counter. llama-bench prints one JSON line per
+  test as soon as that test ends; stamping each line on arrival locates the generation window.
+- A crash, an out-of-memory kill or a timeout is a result: recorded with status, exit code or
+  signal, peak memory and the stderr tail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from edgemoe import llamabench
+
+# stderr lines that mean "did not fit" rather than "broke"
+OOM_MARKERS = ("failed to allocate", "bad_alloc", "cannot allocate memory", "out of memory",
+               "unable to allocate", "failed to mmap", "mmap failed", "ggml_aligned_malloc: insufficient memory")
+POLL_S = 0.05
+MEMORY_SAMPLE_S = 0.5
+IDLE_BASELINE_S = 2.0
+
+
+@contextmanager
+def bench_lock(path: Path | str, wait_note: Any = None) -> Iterator[float]:
+    """Exclusive lock held for the whole cell; yields seconds spent waiting for it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        t0 = time.monotonic()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield time.monotonic() - t0
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    peak_rss_bytes: int
+    sys_mem_used_peak_bytes: int | None
+    file_pmd_mapped_peak_bytes: int | None
+    wall_s: float
+    start_utc: str
+    end_utc: str
+    stdout_lines: list[tuple[int, str]] = field(default_factory=list)  # (monotonic ns, line)
+    stderr_tail: str = ""
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _file_pmd_mapped(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("FilePmdMapped:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _sys_mem_used() -> int | None:
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total - vm.available)
+    except ImportError:
+        return None
+
+
+def _maxrss_bytes(ru_maxrss: int) -> int:
+    # Linux reports KiB, macOS bytes.
+    return ru_maxrss if os.uname().sysname == "Darwin" else ru_maxrss * 1024
+
+
+def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stderr_path: Path,
+                 memory_limit_bytes: int | None = None) -> ProcessResult:
+    """Run cmd, stamping each stdout line; return exact peak RSS and what we sampled."""
+
+    def limit_memory() -> None:
+        os.setsid()  # own process group: a timeout kills the whole tree
+        if memory_limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+
+    start_utc, t0 = _utc_now(), time.monotonic()
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=limit_memory)
+        lines: list[tuple[int, str]] = []
+
+        def read_stdout() -> None:
+            for raw in proc.stdout:  # type: ignore[union-attr]
+                lines.append((time.monotonic_ns(), raw.decode(errors="replace")))
+
+        reader = threading.Thread(target=read_stdout, daemon=True)
+        reader.start()
+        sys_peak = pmd_peak = None
+        timed_out = False
+        next_sample = 0.0
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            now = time.monotonic()
+            if now >= next_sample:
+                used, pmd = _sys_mem_used(), _file_pmd_mapped(proc.pid)
+                sys_peak = max(filter(None, (sys_peak, used)), default=None)
+                pmd_peak = max(filter(lambda x: x is not None, (pmd_peak, pmd)), default=None)
+                next_sample = now + MEMORY_SAMPLE_S
+            if now - t0 > timeout_s and not timed_out:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(POLL_S)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
+        reader.join(timeout=10)
+    wall = time.monotonic() - t0
+    code = os.waitstatus_to_exitcode(status)
+    tail = stderr_path.read_bytes()[-4000:].decode(errors="replace")
+    return ProcessResult(
+        exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, timed_out=timed_out,
+        peak_rss_bytes=_maxrss_bytes(ru.ru_maxrss), sys_mem_used_peak_bytes=sys_peak,
+        file_pmd_mapped_peak_bytes=pmd_peak, wall_s=wall, start_utc=start_utc, end_utc=_utc_now(),
+        stdout_lines=lines, stderr_tail=tail)
+
+
+def classify(result: ProcessResult, rows: list[dict[str, Any]], expected_tests: int) -> tuple[str, str]:
+    """(status, reason): ok | timeout | oom | crash."""
+    if result.timed_out:
+        return "timeout", f"killed after the cell's timeout ({result.wall_s:.0f} s)"
+    text = result.stderr_tail.lower()
+    if result.exit_code == 0 and len(rows) == expected_tests:
+        return "ok", ""
+    if any(m in text for m in OOM_MARKERS) or result.signal == signal.SIGKILL:
+        return "oom", _last_line_with(result.stderr_tail, OOM_MARKERS) or f"killed by signal {result.signal}"
+    if result.signal:
+        return "crash", f"killed by signal {signal.Signals(result.signal).name}"
+    if result.exit_code != 0:
+        return "crash", f"exit code {result.exit_code}: {_last_line(result.stderr_tail)}"
+    return "crash", f"llama-bench printed {len(rows)} of {expected_tests} results"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _last_line_with(text: str, markers: tuple[str, ...]) -> str:
+    for ln in reversed(text.splitlines()):
+        if any(m in ln.lower() for m in markers):
+            return ln.strip()[:300]
+    return ""
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The benchmark's environment: Snakemake exports OMP_NUM_THREADS=<job threads>; the thread
+    count measured must be the configured one, whatever --cores was."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+              "NUMEXPR_NUM_THREADS", "GOTO_NUM_THREADS"):
+        env[k] = str(threads)
+    return env
+
+
+@dataclass
+class CellSpec:
+    """Everything one benchmark cell needs, resolved by the workflow."""
+
+    cell_id: str
+    device_id: str
+    backend: str
+    bench_exe: str
+    model_path: str
+    model_info: dict[str, Any]  # the model file's sidecar (models rule)
+    build_info: dict[str, Any]  # the build's provenance (engine rule)
+    test: str
+    n_prompt: int
+    n_gen: int
+    repetitions: int
+    threads: int
+    n_gpu_layers: int
+    use_mmap: bool
+    timeout_s: float
+    memory_ceiling_bytes: int
+    energy_sampler: str = "none"
+    memory_limit_bytes: int | None = None
+
+
+def _tool_versions(build_info: dict[str, Any]) -> str:
+    import json
+    import platform
+
+    from edgemoe import __version__
+
+    return json.dumps({"python": platform.python_version(), "edgemoe": __version__,
+                       "cmake": build_info.get("cmake"), "llama_bench_sha256":
+                       build_info.get("binaries", {}).get("llama-bench", {}).get("sha256")}, sort_keys=True)
+
+
+def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path: Path) -> list[dict[str, Any]]:
+    """Run the cell under the bench lock; return its records (one per repetition, or one failure)."""
+    import json
+
+    from edgemoe.host import host_facts
+    from edgemoe.sampling import NullSampler, energy_joules, idle_baseline_watts, make_sampler, peak_temperature
+
+    cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen, spec.repetitions,
+                             spec.threads, spec.n_gpu_layers, spec.use_mmap)
+    expected = (spec.n_prompt > 0) + (spec.n_gen > 0)
+    with bench_lock(lock_path):
+        load_before = os.getloadavg()[0]
+        sampler = make_sampler(spec.energy_sampler)
+        sampler.start()
+        if not isinstance(sampler, NullSampler):
+            time.sleep(IDLE_BASELINE_S)  # the idle baseline window, just before the cell
+        idle_end_ns = time.monotonic_ns()
+        result = run_measured(cmd, timeout_s=spec.timeout_s, env=child_env(spec.threads),
+                              stderr_path=stderr_path, memory_limit_bytes=spec.memory_limit_bytes)
+        samples = sampler.stop()
+        load_after = os.getloadavg()[0]
+    raw_text = "".join(line for _, line in result.stdout_lines)
+    raw_path.write_text(raw_text)
+    try:
+        rows = llamabench.parse(raw_text)
+    except ValueError:
+        rows = []
+    status, reason = classify(result, rows, expected)
+
+    b, m = spec.build_info, spec.model_info
+    base: dict[str, Any] = {
+        "cell_id": spec.cell_id, "kind": "bench", "status": status, "status_reason": reason or None,
+        "exit_code": result.exit_code, "signal": result.signal,
+        "device": spec.device_id, "backend": spec.backend,
+        "engine": b["engine"], "engine_commit": b["commit"], "engine_source_sha256": b["source"].get("sha256"),
+        "patches": json.dumps(b["patches"]), "patches_sha256": b.get("patches_sha256"),
+        "build_flags": json.dumps(b["cmake_flags"]), "c_compiler": b["c_compiler"], "cxx_compiler": b["cxx_compiler"],
+        "model": m["model"], "model_family": m["family"], "weights_source": m["weights_source"],
+        "is_twin": m["weights_source"] == "twin", "twin_seed": m.get("twin_seed"),
+        "hf_repo": m.get("hf_repo"), "hf_revision": m.get("hf_revision"),
+        "params_total": m["params_total"], "params_active": m["params_active"],
+        "quant": m["quant"], "gguf_sha256": m["gguf_sha256"], "gguf_bytes": m["gguf_bytes"],
+        "test": spec.test, "n_threads": spec.threads, "n_gpu_layers": spec.n_gpu_layers,
+        "use_mmap": spec.use_mmap, "n_repetitions": spec.repetitions,
+        "peak_rss_bytes": result.peak_rss_bytes, "sys_mem_used_peak_bytes": result.sys_mem_used_peak_bytes,
+        "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
+        "memory_ceiling_bytes": spec.memory_ceiling_bytes, "memory_limit_bytes": spec.memory_limit_bytes,
+        "energy_sampler": spec.energy_sampler,
+        "load_avg_before": load_before, "load_avg_after": load_after,
+        "cell_start_utc": result.start_utc, "cell_end_utc": result.end_utc,
+        "tool_versions": _tool_versions(b), "raw_output": str(raw_path),
+        **host_facts(),
+    }
+    base.pop("host_name_hash", None)
+    temp, temp_source = peak_temperature(samples)
+    base["temp_peak_c"], base["temp_source"] = temp, temp_source
+    if status != "ok":
+        return [{**base, "run_id": f"{spec.cell_id}/failed", "n_prompt": spec.n_prompt, "n_gen": spec.n_gen,
+                 "stderr_tail": result.stderr_tail, "energy_status": "missing",
+                 "energy_reason": f"cell {status}"}]
+
+    idle_w = idle_baseline_watts(samples, None, idle_end_ns)
+    records = []
+    arrivals = {}  # phase -> monotonic ns at which llama-bench printed its line
+    for t_ns, line in result.stdout_lines:
+        if line.strip().startswith("{"):
+            arrivals[llamabench.test_name(json.loads(line))] = t_ns
+    for row in rows:
+        if int(row["n_threads"]) != spec.threads:
+            raise RuntimeError(f"{spec.cell_id}: llama-bench ran {row['n_threads']} threads, configured {spec.threads}")
+        phase = "tg" if int(row["n_gen"]) > 0 else "pp"
+        tokens = int(row["n_gen"]) if phase == "tg" else int(row["n_prompt"])
+        reps = llamabench.repetitions(row)
+        energy = {"energy_status": "missing", "energy_reason": None,
+                  "energy_j_per_token_raw": None, "energy_j_per_token_net": None, "idle_watts": idle_w}
+        if phase == "tg":
+            # The repetitions are the last sum(samples) ns before llama-bench printed the line.
+            end = arrivals.get(llamabench.test_name(row))
+            e = energy_joules(samples, end - sum(reps), end) if end and not isinstance(sampler, NullSampler) else None
+            if isinstance(sampler, NullSampler):
+                energy["energy_reason"] = sampler.reason
+            elif e is None or e.missing:
+                energy["energy_reason"] = e.reason if e else "generation window not located"
+            else:
+                n_tok = tokens * len(reps)
+                energy.update(energy_status="ok", energy_j_per_token_raw=e.joules / n_tok,
+                              energy_j_per_token_net=(e.joules - idle_w * e.window_s) / n_tok if idle_w is not None else None)
+        else:
+            energy["energy_reason"] = "energy is reported for generation only"
+        for i, ns in enumerate(reps):
+            records.append({
+                **base, **energy, "run_id": f"{spec.cell_id}/{phase}/{i}", "phase": phase,
+                "n_prompt": int(row["n_prompt"]), "n_gen": int(row["n_gen"]),
+                "n_batch": row.get("n_batch"), "n_ubatch": row.get("n_ubatch"),
+                "type_k": row.get("type_k"), "type_v": row.get("type_v"), "flash_attn": str(row.get("flash_attn")),
+                "repetition": i, "time_ns": ns, "tokens": tokens, "tokens_per_s": tokens / (ns / 1e9),
+                "model_type": row.get("model_type"), "model_n_params": row.get("model_n_params"),
+                "test_time_utc": row.get("test_time"), "llamabench_build_commit": row.get("build_commit"),
+            })
+    return records

@@ -1,0 +1,207 @@
+"""Turn the validated config dict into the experiment: which cells, which files, which settings.
+
+The JSON schema (config/schema.yaml) checks types and allowed values; this module checks what a
+schema cannot (cross references, architecture constraints, the host) and derives the rest. Every
+error names the config key and the allowed values, and is raised before any job runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgemoe.architectures import ArchSpec
+from edgemoe.host import device_matches, total_memory_bytes
+
+
+class ConfigError(ValueError):
+    """A configuration problem, named by its key."""
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    backend: str
+    cmake_flags: tuple[str, ...]
+    threads: int
+    n_gpu_layers: int
+    memory_ceiling_bytes: int
+    energy_sampler: str
+    temperature: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    family: str
+    spec: ArchSpec
+    weights: str  # twin | hf | local
+    weights_tag: str  # path component that names the weights' identity
+    twin_seed: int | None
+    hf_repo: str | None
+    hf_revision: str | None
+    local_path: str | None
+
+    @property
+    def total_params(self) -> int:
+        return self.spec.total_params()
+
+    @property
+    def active_params(self) -> int:
+        return self.spec.active_params()
+
+
+@dataclass(frozen=True)
+class Test:
+    name: str
+    n_prompt: int
+    n_gen: int
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _choices(d: dict) -> str:
+    return ", ".join(sorted(d))
+
+
+def resolve_device(cfg: dict[str, Any], host_device: str | None = None) -> str:
+    """The device whose cells run here. `auto` picks the first profile matching this host.
+
+    A device named explicitly must match this host too, unless cells do not run here (released
+    data); EDGEMOE_HOST_DEVICE lets tests declare the host's profile."""
+    devices = cfg["devices"]
+    wanted = cfg["device"]
+    if wanted != "auto" and wanted not in devices:
+        raise ConfigError(f"device: {wanted!r} is not a device profile; allowed: auto, {_choices(devices)}")
+    declared = host_device or os.environ.get("EDGEMOE_HOST_DEVICE")
+    if declared:
+        if declared not in devices:
+            raise ConfigError(f"EDGEMOE_HOST_DEVICE={declared!r} is not a device profile; allowed: {_choices(devices)}")
+        matching = [declared]
+    else:
+        matching = [d for d, p in devices.items() if device_matches(p["match"])[0]]
+    if wanted == "auto":
+        if not matching:
+            raise ConfigError("device: auto found no profile matching this host; add one under devices:")
+        return matching[0]
+    return wanted
+
+
+def check_device_is_here(cfg: dict[str, Any], device: str) -> None:
+    """Refuse to run another device's cells on this host."""
+    declared = os.environ.get("EDGEMOE_HOST_DEVICE")
+    if declared:
+        ok, why = declared == device, f"EDGEMOE_HOST_DEVICE says this host is {declared}"
+    else:
+        ok, why = device_matches(cfg["devices"][device]["match"])
+    if not ok:
+        here = [d for d, p in cfg["devices"].items() if device_matches(p["match"])[0]]
+        raise ConfigError(
+            f"device: cells of {device!r} cannot run on this host ({why}). This host matches "
+            f"{here or 'no profile'}; select it with --config device={here[0] if here else '<id>'}, "
+            "or use --config runs=released to build tables without running cells.")
+
+
+class Experiment:
+    """Everything the DAG needs from the config, resolved and checked."""
+
+    def __init__(self, cfg: dict[str, Any], host_device: str | None = None):
+        self.cfg = cfg
+        self.runs = cfg["runs"]
+        self.engine_id = cfg["engine"]
+        if self.engine_id not in cfg["engines"]:
+            raise ConfigError(f"engine: {self.engine_id!r} is not defined under engines; allowed: {_choices(cfg['engines'])}")
+        self.engine = cfg["engines"][self.engine_id]
+        self.device_id = resolve_device(cfg, host_device)
+        self.devices = {d: self._device(d, p) for d, p in cfg["devices"].items()}
+        self.device = self.devices[self.device_id]
+        exp = cfg["experiment"]
+        self.models = {m: self._model(m) for m in exp["models"]}
+        if exp["baseline"] not in self.models:
+            raise ConfigError(f"experiment.baseline: {exp['baseline']!r} is not in experiment.models ({', '.join(self.models)})")
+        self.baseline = exp["baseline"]
+        self.quants = list(exp["quants"])
+        names = [t["name"] for t in exp["tests"]]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
+        self.tests = {t["name"]: Test(t["name"], t["n_prompt"], t["n_gen"]) for t in exp["tests"]}
+        for t in self.tests.values():
+            if t.n_prompt == 0 and t.n_gen == 0:
+                raise ConfigError(f"experiment.tests[{t.name}]: n_prompt and n_gen are both 0")
+        self.repetitions = exp["repetitions"]
+        self.use_mmap = exp["use_mmap"]
+        self.timeout_s = exp["timeout_s"]
+        for p in self.engine.get("patches", []):
+            if not (Path("patches") / p).is_file() and not Path(p).is_file():
+                raise ConfigError(f"engines.{self.engine_id}.patches: {p!r} not found under patches/")
+
+    # ---- pieces ------------------------------------------------------------------------------
+    def _device(self, dev_id: str, p: dict[str, Any]) -> Device:
+        threads = (os.cpu_count() or 1) if p["threads"] == "auto" else int(p["threads"])
+        ceiling = p["memory_ceiling_gb"]
+        ceiling_bytes = total_memory_bytes() if ceiling == "auto" else int(float(ceiling) * 1e9)
+        return Device(dev_id, p["backend"], tuple(p["cmake_flags"]), threads, p["n_gpu_layers"],
+                      ceiling_bytes, p["energy_sampler"], p["temperature"], p["description"])
+
+    def _model(self, model_id: str) -> Model:
+        models = self.cfg["models"]
+        if model_id not in models:
+            raise ConfigError(f"experiment.models: unknown model {model_id!r}; allowed: {_choices(models)}")
+        m = models[model_id]
+        try:
+            spec = ArchSpec.from_config(model_id, m["spec"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+        if (m["family"] == "moe") != spec.is_moe:
+            raise ConfigError(f"models.{model_id}.family: {m['family']!r} contradicts spec (n_expert={spec.n_expert})")
+        weights = self.cfg["weights"]
+        hf = m.get("hf") or {}
+        if weights == "hf" and not hf:
+            raise ConfigError(f"models.{model_id}.hf: weights=hf needs a repo and a pinned revision")
+        if weights == "local" and not m.get("local"):
+            raise ConfigError(f"models.{model_id}.local: weights=local needs a path")
+        if weights == "hf":
+            raise ConfigError("weights: hf (download and convert) is not wired into the DAG yet; use twin")
+        if weights == "local":
+            raise ConfigError("weights: local is not wired into the DAG yet; use twin")
+        seed = m["twin"]["seed"]
+        # The twin's identity: its spec and seed. A changed spec gets new files, never stale ones.
+        tag = f"twin-s{seed}-{_sha(m['spec'])[:8]}"
+        return Model(model_id, m["family"], spec, weights, tag, seed, hf.get("repo"), hf.get("revision"),
+                     m.get("local"))
+
+    # ---- paths -------------------------------------------------------------------------------
+    def build_dir(self, variant: str) -> str:
+        """variant: 'tools' (CPU build that quantizes) or a device id (the build its cells run)."""
+        return f"results/engine/{self.engine_id}/build/{variant}"
+
+    def build_flags(self, variant: str) -> list[str]:
+        if variant == "tools":
+            return ["-DGGML_NATIVE=ON"]
+        return list(self.devices[variant].cmake_flags)
+
+    def model_file(self, model_id: str, quant: str) -> str:
+        m = self.models[model_id]
+        return f"results/models/{model_id}/{m.weights_tag}/{quant}.gguf"
+
+    def cell_file(self, device: str, model_id: str, quant: str, test: str) -> str:
+        m = self.models[model_id]
+        return f"results/cells/{device}/{self.engine_id}/{model_id}/{m.weights_tag}/{quant}/{test}.jsonl"
+
+    def cells(self, device: str) -> list[str]:
+        return [self.cell_file(device, m, q, t) for m in self.models for q in self.quants for t in self.tests]
+
+    def other_device_records(self) -> list[str]:
+        """Records of this experiment's cells from other devices, already on disk (merged, never rerun)."""
+        out = []
+        for d in self.devices:
+            if d != self.device_id:
+                out += [p for p in self.cells(d) if Path(p).is_file()]
+        return out

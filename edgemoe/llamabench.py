@@ -1,0 +1,83 @@
+"""llama-bench: its command line, and its output read by field name (fields drift between versions).
+
+We ask for `-o jsonl` (one JSON object per test) where the version has it, and accept json
+(one array) and csv as well, so released raw outputs of any version parse the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+# Fields we read, with the names later versions use for them.
+ALIASES = {
+    "n_depth": ["n_depth"],
+    "use_mmap": ["use_mmap"],
+    "load_mode": ["load_mode"],
+}
+
+
+def command(bench: str, model: str, n_prompt: int, n_gen: int, repetitions: int, threads: int,
+            n_gpu_layers: int, use_mmap: bool, output: str = "jsonl") -> list[str]:
+    """Every setting that changes a measurement is passed explicitly, never left to defaults.
+
+    -v keeps llama.cpp's loader messages on stderr: without it a failed load says only "failed to
+    load model", and the reason (e.g. "insufficient memory") is what a failed cell records."""
+    return [bench, "-m", model, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(repetitions),
+            "-t", str(threads), "-ngl", str(n_gpu_layers), "-mmp", "1" if use_mmap else "0",
+            "-o", output, "-v"]
+
+
+def parse(text: str) -> list[dict[str, Any]]:
+    """llama-bench output (jsonl, json or csv) -> one dict per test, values typed."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    if text.startswith("{"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [{k: _typed(k, v) for k, v in r.items()} for r in rows]
+
+
+def _typed(key: str, value: str) -> Any:
+    if key in ("samples_ns", "samples_ts"):
+        return [float(x) for x in value.split(";") if x] if value else []
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def test_name(row: dict[str, Any]) -> str:
+    """pp512, tg128 or pp512+tg128 (llama-bench's own naming)."""
+    p, g = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
+    depth = int(row.get("n_depth", 0) or 0)
+    name = f"pp{p}" if g == 0 else f"tg{g}" if p == 0 else f"pp{p}+tg{g}"
+    return f"{name}@d{depth}" if depth else name
+
+
+def repetitions(row: dict[str, Any]) -> list[int]:
+    """Per-repetition times in ns (every repetition, not just llama-bench's mean)."""
+    samples = row.get("samples_ns")
+    if isinstance(samples, str):
+        samples = [float(x) for x in samples.split(";") if x]
+    if not samples:
+        raise ValueError(f"llama-bench row for {test_name(row)} has no samples_ns")
+    return [int(s) for s in samples]
+
+
+def get(row: dict[str, Any], field: str, default: Any = None) -> Any:
+    for name in ALIASES.get(field, [field]):
+        if name in row:
+            return row[name]
+    return default

@@ -1,0 +1,57 @@
+"""Medians with bootstrap intervals, and ratios between models with intervals.
+
+Percentile bootstrap with a fixed seed, so a table rebuilt from the same runs is identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 4000
+SEED = 20250103
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def fmt(self, digits: int = 1) -> str:
+        if np.isnan(self.value):
+            return "–"
+        return f"{self.value:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+NAN = Estimate(float("nan"), float("nan"), float("nan"), 0)
+
+
+def median_ci(values, conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED) -> Estimate:
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return NAN
+    med = float(np.median(x))
+    if x.size == 1:
+        return Estimate(med, med, med, 1)
+    rng = np.random.default_rng(seed)
+    boots = np.median(rng.choice(x, size=(n_boot, x.size), replace=True), axis=1)
+    a = (1 - conf) / 2
+    return Estimate(med, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(x.size))
+
+
+def ratio_ci(a, b, conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED) -> Estimate:
+    """median(a) / median(b), each resampled independently over its repetitions."""
+    xa = np.asarray([v for v in a if v is not None and np.isfinite(v)], dtype=float)
+    xb = np.asarray([v for v in b if v is not None and np.isfinite(v)], dtype=float)
+    if xa.size == 0 or xb.size == 0:
+        return NAN
+    value = float(np.median(xa) / np.median(xb))
+    rng = np.random.default_rng(seed)
+    ba = np.median(rng.choice(xa, size=(n_boot, xa.size), replace=True), axis=1)
+    bb = np.median(rng.choice(xb, size=(n_boot, xb.size), replace=True), axis=1)
+    r = ba / bb
+    q = (1 - conf) / 2
+    return Estimate(value, float(np.quantile(r, q)), float(np.quantile(r, 1 - q)), int(min(xa.size, xb.size)))

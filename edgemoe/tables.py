@@ -1,0 +1,90 @@
+"""The study's throughput table from the run table: one row per device, model, quant and test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from edgemoe.files import atomic_write_text
+from edgemoe.stats import NAN, median_ci, ratio_ci
+
+KEYS = ["device", "engine", "quant", "test", "weights_source"]
+
+
+def _ordered_models(runs: pd.DataFrame, model_order: list[str]) -> list[str]:
+    present = list(dict.fromkeys(runs["model"]))
+    return [m for m in model_order if m in present] + [m for m in present if m not in model_order]
+
+
+def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) -> pd.DataFrame:
+    """Medians with 95% bootstrap intervals over repetitions; the generation ratio to the
+    same-active dense baseline of the same device/engine/quant/test; failed cells keep their row."""
+    rows = []
+    bench = runs[runs["kind"] == "bench"]
+    for key, group in bench.groupby(KEYS, sort=True):
+        base_tg = group[(group["model"] == baseline) & (group["phase"] == "tg") & (group["status"] == "ok")]
+        for model in _ordered_models(group, model_order):
+            g = group[group["model"] == model]
+            ok = g[g["status"] == "ok"]
+            failed = g[g["status"] != "ok"]
+            first = g.iloc[0]
+            pp = median_ci(ok.loc[ok["phase"] == "pp", "tokens_per_s"])
+            tg_values = ok.loc[ok["phase"] == "tg", "tokens_per_s"]
+            tg = median_ci(tg_values)
+            ratio = ratio_ci(tg_values, base_tg["tokens_per_s"]) if model != baseline else NAN
+            energy = ok.loc[ok["phase"] == "tg", "energy_j_per_token_net"].dropna()
+            rows.append({
+                **dict(zip(KEYS, key)),
+                "model": model, "family": first["model_family"],
+                "status": "ok" if failed.empty else failed.iloc[0]["status"],
+                "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
+                "params_total_B": first["params_total"] / 1e9, "params_active_B": first["params_active"] / 1e9,
+                "file_GB": first["gguf_bytes"] / 1e9,
+                "prefill_tok_s": pp.value, "prefill_lo": pp.lo, "prefill_hi": pp.hi,
+                "gen_tok_s": tg.value, "gen_lo": tg.lo, "gen_hi": tg.hi,
+                "gen_ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
+                "peak_rss_GB": g["peak_rss_bytes"].max() / 1e9,
+                "j_per_token": float(energy.median()) if len(energy) else np.nan,
+                "temp_peak_c": g["temp_peak_c"].max(),
+                "repetitions": int(max(pp.n, tg.n)),
+                "baseline": baseline,
+            })
+    return pd.DataFrame(rows)
+
+
+def _interval(v: float, lo: float, hi: float, digits: int = 1) -> str:
+    if pd.isna(v):
+        return "–"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def display_table(t: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable columns: intervals as 'median [lo, hi]', failures spelled out."""
+    out = pd.DataFrame({
+        "device": t["device"], "model": t["model"], "family": t["family"], "weights": t["weights_source"],
+        "quant": t["quant"], "test": t["test"],
+        "params total/active (B)": [f"{a:.2f} / {b:.2f}" for a, b in zip(t["params_total_B"], t["params_active_B"])],
+        "file (GB)": t["file_GB"].map(lambda v: f"{v:.2f}"),
+        "prefill tok/s": [_interval(*r) for r in zip(t["prefill_tok_s"], t["prefill_lo"], t["prefill_hi"])],
+        "gen tok/s": [_interval(*r) for r in zip(t["gen_tok_s"], t["gen_lo"], t["gen_hi"])],
+        "gen vs baseline": [("baseline" if m == b else _interval(v, lo, hi, 3))
+                            for m, b, v, lo, hi in zip(t["model"], t["baseline"], t["gen_ratio_to_baseline"],
+                                                       t["ratio_lo"], t["ratio_hi"])],
+        "peak RSS (GB)": t["peak_rss_GB"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
+        "J/token": t["j_per_token"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
+        "status": [s if s == "ok" else f"{s.upper()}: {r}" for s, r in zip(t["status"], t["status_reason"])],
+    })
+    return out
+
+
+def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_path: str | Path) -> None:
+    atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.6g"))
+    shown = display_table(t)
+    note = ("Medians over repetitions with 95% bootstrap intervals. 'gen vs baseline' is the generation "
+            "throughput ratio to the same-active dense baseline on the same device (interval: bootstrap "
+            "over both models' repetitions). Weights 'twin' are shape twins (random weights).\n\n")
+    atomic_write_text(md_path, note + shown.to_markdown(index=False) + "\n")
+    latex = shown.to_latex(index=False, escape=True, column_format="l" * len(shown.columns))
+    atomic_write_text(tex_path, "% needs \\usepackage{booktabs}\n" + latex)

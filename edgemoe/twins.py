@@ -1,0 +1,209 @@
+"""Shape twins: GGUF files with a real model's architecture, tensor names, shapes and metadata,
+and random weights from a recorded seed.
+
+llama.cpp does the same work whatever the weight values (llama-bench feeds random token ids and
+never samples), with two known exceptions that we model rather than ignore:
+- which experts an MoE router picks depends on the router weights;
+- on x86 the CPU backend converts fp16 block scales through a lookup table, so the spread of
+  block magnitudes changes cache behaviour. Each 32-weight block's absmax is therefore drawn as
+  2**N(m, s) with per-tensor-kind (m, s) resembling trained models (engine-notes, last section).
+
+Tensors are streamed to disk chunk by chunk: peak memory is one chunk, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edgemoe.architectures import DEFAULT_VOCAB, PRE_TOKENIZER, ArchSpec, TensorSpec
+from edgemoe.files import atomic_path
+
+BLOCK = 32  # weights per quantization block (Q8_0/Q5_0/K-quant sub-block)
+CHUNK_BLOCKS = 1 << 18  # 8M weights per write
+POOL_BLOCKS = 1 << 17  # shared pool of unit-absmax blocks, 4M weights
+
+# log2(block absmax) ~ N(m, s) per tensor kind: rough values for trained 1-3 B models
+# (trained tensors spread block magnitudes over several binades: s of 0.35-1.1).
+BLOCK_MAGNITUDE = {
+    "embedding": (-4.0, 0.6),
+    "output": (-4.0, 0.5),
+    "attn_q": (-3.5, 0.7),
+    "attn_k": (-3.5, 0.7),
+    "attn_v": (-4.5, 0.5),
+    "attn_output": (-4.5, 0.5),
+    "ffn_gate": (-4.5, 0.4),
+    "ffn_up": (-4.5, 0.4),
+    "ffn_down": (-4.5, 0.45),
+    "router": (-3.0, 0.5),
+}
+
+TOKEN_TYPE_UNUSED = 5
+
+
+# ---- vocabulary ---------------------------------------------------------------------------------
+def load_vocab(engine_src: Path, name: str, cache_dir: Path) -> dict[str, Any]:
+    """Tokenizer fields of the tree's models/ggml-vocab-<name>.gguf, cached as JSON (reading
+    merges through GGUFReader is slow)."""
+    cache = Path(cache_dir) / f"{name}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from gguf import GGUFReader
+
+    path = Path(engine_src) / "models" / f"ggml-vocab-{name}.gguf"
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary {name!r}: {path} not found in the engine tree")
+    r = GGUFReader(path)
+    vocab = {k: r.fields[k].contents() for k in r.fields if k.startswith("tokenizer.")}
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps(vocab))
+    return vocab
+
+
+def fit_vocab(vocab: dict[str, Any], n_vocab: int, arch: str) -> dict[str, Any]:
+    """Pad (unused tokens) or truncate the vocabulary to the model's size; set its pre-tokenizer."""
+    v = dict(vocab)
+    tokens = list(v["tokenizer.ggml.tokens"])
+    types = list(v["tokenizer.ggml.token_type"])
+    scores = list(v.get("tokenizer.ggml.scores", [])) or None
+    n = len(tokens)
+    if n_vocab < n:
+        tokens, types = tokens[:n_vocab], types[:n_vocab]
+        scores = scores[:n_vocab] if scores else None
+    else:
+        tokens += [f"[PAD{i}]" for i in range(n, n_vocab)]
+        types += [TOKEN_TYPE_UNUSED] * (n_vocab - n)
+        if scores:
+            scores += [-1e4] * (n_vocab - n)
+    v["tokenizer.ggml.tokens"], v["tokenizer.ggml.token_type"] = tokens, types
+    if scores:
+        v["tokenizer.ggml.scores"] = scores
+    for k in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
+              "tokenizer.ggml.padding_token_id"):
+        if k in v and v[k] >= n_vocab:
+            v[k] = 0
+    v["tokenizer.ggml.pre"] = PRE_TOKENIZER[arch]
+    v.pop("tokenizer.chat_template", None)
+    return v
+
+
+# ---- weights ------------------------------------------------------------------------------------
+def _unit_pool(seed: int) -> np.ndarray:
+    """Gaussian blocks scaled so each block's absmax is 1 (float32, shape [POOL_BLOCKS, 32])."""
+    rng = np.random.default_rng([seed, 0x7017])
+    pool = rng.standard_normal((POOL_BLOCKS, BLOCK), dtype=np.float32)
+    pool /= np.abs(pool).max(axis=1, keepdims=True)
+    return pool
+
+
+def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, spec: ArchSpec) -> Iterator[np.ndarray]:
+    """The tensor's values, in row-major chunks of its final dtype."""
+    rng = np.random.default_rng([seed, index])
+    n = t.n_elements
+    if t.kind == "norm":
+        yield (1.0 + 0.05 * rng.standard_normal(n)).astype(np.float32)
+        return
+    if t.kind == "bias":
+        yield (0.02 * rng.standard_normal(n)).astype(np.float32)
+        return
+    if t.kind == "rope":
+        yield np.asarray(spec.rope_freqs(), dtype=np.float32)
+        return
+    m, s = BLOCK_MAGNITUDE[t.kind]
+    dtype = np.float16 if t.dtype == "F16" else np.float32
+    assert n % BLOCK == 0, f"{t.name}: {n} elements is not a multiple of {BLOCK}"
+    blocks_left = n // BLOCK
+    while blocks_left:
+        nb = min(CHUNK_BLOCKS, blocks_left)
+        start = int(rng.integers(0, POOL_BLOCKS))
+        idx = (start + np.arange(nb)) % POOL_BLOCKS if start + nb > POOL_BLOCKS else slice(start, start + nb)
+        scale = np.exp2(rng.normal(m, s, size=(nb, 1))).astype(np.float32)
+        yield (pool[idx] * scale).astype(dtype).reshape(-1)
+        blocks_left -= nb
+
+
+def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out: Path,
+               progress: bool = True) -> dict[str, Any]:
+    """Stream a shape twin (F16 weights, F32 norms) to `out` atomically; return its provenance."""
+    import gguf
+    from tqdm import tqdm
+
+    tensors = spec.tensors()
+    vocab = fit_vocab(vocab, spec.n_vocab, spec.arch)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        w = gguf.GGUFWriter(tmp, spec.arch)
+        w.add_name(name)
+        for k, v in spec.gguf_metadata(name).items():
+            if k in ("general.architecture", "general.name"):
+                continue
+            if isinstance(v, bool):
+                w.add_bool(k, v)
+            elif isinstance(v, int):
+                w.add_uint32(k, v)
+            elif isinstance(v, float):
+                w.add_float32(k, v)
+            else:
+                w.add_string(k, v)
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        _add_vocab(w, vocab)
+        w.add_string("edgemoe.twin.note", "shape twin: random weights, not a trained model")
+        w.add_uint32("edgemoe.twin.seed", seed)
+        for t in tensors:
+            np_dtype = np.float16 if t.dtype == "F16" else np.float32
+            raw = gguf.GGMLQuantizationType.F16 if t.dtype == "F16" else gguf.GGMLQuantizationType.F32
+            w.add_tensor_info(t.name, t.shape, np.dtype(np_dtype), t.n_elements * np.dtype(np_dtype).itemsize,
+                              raw_dtype=raw)
+        w.write_header_to_file(tmp)
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        fout = w.fout[0]
+        pool = _unit_pool(seed)
+        total = sum(t.n_elements * (2 if t.dtype == "F16" else 4) for t in tensors)
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"twin {name}", disable=not progress,
+                   file=sys.stderr, mininterval=2.0)
+        for i, t in enumerate(tensors):
+            w.write_padding(fout, fout.tell())
+            nbytes = 0
+            for chunk in tensor_chunks(t, i, seed, pool, spec):
+                chunk.tofile(fout)
+                nbytes += chunk.nbytes
+                bar.update(chunk.nbytes)
+            expected = t.n_elements * (2 if t.dtype == "F16" else 4)
+            assert nbytes == expected, f"{t.name}: wrote {nbytes} bytes, expected {expected}"
+            w.write_padding(fout, nbytes)
+        bar.close()
+        fout.flush()
+        os.fsync(fout.fileno())
+        w.close()
+    return {"twin_seed": seed, "twin_block_magnitude": {k: list(v) for k, v in BLOCK_MAGNITUDE.items()},
+            "params_total": spec.total_params(), "params_active": spec.active_params()}
+
+
+def _add_vocab(w, vocab: dict[str, Any]) -> None:
+    import gguf
+
+    for k, v in vocab.items():
+        if k == "tokenizer.ggml.token_type":
+            w.add_array(k, [int(x) for x in v])
+        elif k == "tokenizer.ggml.scores":
+            w.add_key_value(k, [float(x) for x in v], gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.FLOAT32)
+        elif isinstance(v, list):
+            w.add_array(k, v)
+        elif isinstance(v, bool):
+            w.add_bool(k, v)
+        elif isinstance(v, int):
+            w.add_uint32(k, v)
+        elif isinstance(v, str):
+            w.add_string(k, v)
+        else:
+            raise TypeError(f"vocab field {k}: unsupported value {type(v)}")
+
+
+def vocab_name(spec: ArchSpec) -> str:
+    return spec.vocab or DEFAULT_VOCAB[spec.arch]

@@ -1,0 +1,42 @@
+# Config validation, the resolved experiment, and the paths every rule shares.
+import os
+import re
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the edgemoe package, also without `pip install -e .`
+
+from edgemoe.config import ConfigError, Experiment, check_device_is_here  # noqa: E402
+from edgemoe.files import sha256_file  # noqa: E402
+
+validate(config, os.path.join(workflow.basedir, "config/schema.yaml"), set_default=True)
+try:
+    EXP = Experiment(config)
+    if EXP.runs != "released":
+        check_device_is_here(config, EXP.device_id)
+except ConfigError as e:
+    raise WorkflowError(f"Configuration error: {e}") from None
+
+BENCH_LOCK = "results/.bench.lock"
+
+
+wildcard_constraints:
+    engine="|".join(map(re.escape, config["engines"])),
+    # Cells and device builds only for the device selected here: other devices' records on disk
+    # have no producer, so they are merged as they are and never rerun.
+    device=re.escape(EXP.device_id),
+    variant="tools|" + re.escape(EXP.device_id),
+    model="|".join(map(re.escape, EXP.models)),
+    quant="|".join(map(re.escape, EXP.quants)),
+    test="|".join(map(re.escape, EXP.tests)),
+
+
+def build_dir(variant):
+    return EXP.build_dir(variant)
+
+
+def patch_hashes(engine_id):
+    """Patches by content, so that editing one rebuilds the engine."""
+    return {p: sha256_file(os.path.join("patches", p)) for p in config["engines"][engine_id].get("patches", [])}

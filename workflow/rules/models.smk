@@ -1,0 +1,23 @@
+# Model files: a shape twin written from the architecture spec, quantized by the pinned engine.
+# F16 is written, quantized to every configured type and deleted inside one job, so that at most
+# one model's F16 is on disk at a time.
+
+
+rule twin_model:
+    params:
+        spec=lambda w: config["models"][w.model]["spec"],
+        seed=lambda w: EXP.models[w.model].twin_seed,
+        quants=EXP.quants,
+    input:
+        source=f"results/engine/{EXP.engine_id}/source.json",
+        tools=f"results/engine/{EXP.engine_id}/build/tools/build-info.json",
+    output:
+        ggufs=expand("results/models/{{model}}/{{tag}}/{quant}.gguf", quant=EXP.quants),
+        infos=expand("results/models/{{model}}/{{tag}}/{quant}.json", quant=EXP.quants),
+    log:
+        "results/logs/twin_model/{model}-{tag}.log",
+    wildcard_constraints:
+        tag=r"twin-s\d+-[0-9a-f]{8}",
+    threads: min(max(workflow.cores, 1), 4)  # llama-quantize threads
+    script:
+        "../scripts/twin_model.py"
