@@ -211,3 +211,38 @@ class ArchSpec:
                 smooth = (old_ctx / wavelen - low) / (high - low)
                 out.append(1 / ((1 - smooth) / factor + smooth))
         return out
+
+
+HF_ARCHS = {"OlmoeForCausalLM": "olmoe", "LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
+            "Gemma2ForCausalLM": "gemma2"}
+
+
+def spec_from_hf_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A model registry `spec:` from a Hugging Face config.json (what a user adds a model with)."""
+    hf_arch = (cfg.get("architectures") or ["?"])[0]
+    if hf_arch not in HF_ARCHS:
+        raise ValueError(f"config.json architecture {hf_arch!r} is not one of {sorted(HF_ARCHS)}")
+    arch = HF_ARCHS[hf_arch]
+    n_head = cfg["num_attention_heads"]
+    spec: dict[str, Any] = {
+        "arch": arch, "n_layer": cfg["num_hidden_layers"], "n_embd": cfg["hidden_size"], "n_head": n_head,
+        "n_head_kv": cfg.get("num_key_value_heads", n_head),
+        "head_dim": cfg.get("head_dim") or cfg["hidden_size"] // n_head,
+        "n_ff": cfg["intermediate_size"], "n_vocab": cfg["vocab_size"],
+        "context_length": cfg.get("max_position_embeddings", 4096),
+        "rope_theta": float(cfg.get("rope_theta", 10000.0)), "rms_eps": float(cfg.get("rms_norm_eps", 1e-6)),
+        "tied_embeddings": bool(cfg.get("tie_word_embeddings", arch != "olmoe")),
+    }
+    if arch == "olmoe":
+        spec.update(n_expert=cfg["num_experts"], n_expert_used=cfg["num_experts_per_tok"], tied_embeddings=False)
+    rs = cfg.get("rope_scaling") or {}
+    if arch == "llama" and rs.get("rope_type", rs.get("type")) == "llama3":
+        spec["rope_scaling"] = {"type": "llama3", "factor": float(rs["factor"]),
+                                "low_freq_factor": float(rs["low_freq_factor"]),
+                                "high_freq_factor": float(rs["high_freq_factor"]),
+                                "original_context_length": rs["original_max_position_embeddings"]}
+    if arch == "gemma2":
+        spec.update(attn_logit_softcap=cfg.get("attn_logit_softcapping"),
+                    final_logit_softcap=cfg.get("final_logit_softcapping"),
+                    sliding_window=cfg.get("sliding_window"), tied_embeddings=True)
+    return spec

@@ -29,7 +29,7 @@ from edgemoe import llamabench
 
 # stderr lines that mean "did not fit" rather than "broke"
 OOM_MARKERS = ("failed to allocate", "bad_alloc", "cannot allocate memory", "out of memory",
-               "unable to allocate", "failed to mmap", "mmap failed", "ggml_aligned_malloc: insufficient memory")
+               "unable to allocate", "failed to mmap", "mmap failed", "insufficient memory", "failed to map segment")
 POLL_S = 0.05
 MEMORY_SAMPLE_S = 0.5
 IDLE_BASELINE_S = 2.0
@@ -270,10 +270,11 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
         **host_facts(),
     }
     base.pop("host_name_hash", None)
+    run_prefix = f"{spec.cell_id}@{result.start_utc}"  # unique per execution: reruns and releases merge
     temp, temp_source = peak_temperature(samples)
     base["temp_peak_c"], base["temp_source"] = temp, temp_source
     if status != "ok":
-        return [{**base, "run_id": f"{spec.cell_id}/failed", "n_prompt": spec.n_prompt, "n_gen": spec.n_gen,
+        return [{**base, "run_id": f"{run_prefix}/failed", "n_prompt": spec.n_prompt, "n_gen": spec.n_gen,
                  "stderr_tail": result.stderr_tail, "energy_status": "missing",
                  "energy_reason": f"cell {status}"}]
 
@@ -307,7 +308,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
             energy["energy_reason"] = "energy is reported for generation only"
         for i, ns in enumerate(reps):
             records.append({
-                **base, **energy, "run_id": f"{spec.cell_id}/{phase}/{i}", "phase": phase,
+                **base, **energy, "run_id": f"{run_prefix}/{phase}/{i}", "phase": phase,
                 "n_prompt": int(row["n_prompt"]), "n_gen": int(row["n_gen"]),
                 "n_batch": row.get("n_batch"), "n_ubatch": row.get("n_ubatch"),
                 "type_k": row.get("type_k"), "type_v": row.get("type_v"), "flash_attn": str(row.get("flash_attn")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,15 @@ class Experiment:
     def __init__(self, cfg: dict[str, Any], host_device: str | None = None):
         self.cfg = cfg
         self.runs = cfg["runs"]
+        self.release_file = None
+        if self.runs in ("released", "both"):
+            release = cfg.get("release")
+            if not release:
+                raise ConfigError("release: runs=released needs a release id (a folder under data/released/)")
+            self.release_file = f"data/released/{release}/runs.jsonl.gz"
+            if not Path(self.release_file).is_file():
+                have = sorted(p.name for p in Path("data/released").glob("*") if p.is_dir())
+                raise ConfigError(f"release: {self.release_file} not found; releases here: {have or 'none'}")
         self.engine_id = cfg["engine"]
         if self.engine_id not in cfg["engines"]:
             raise ConfigError(f"engine: {self.engine_id!r} is not defined under engines; allowed: {_choices(cfg['engines'])}")
@@ -167,13 +177,16 @@ class Experiment:
             raise ConfigError(f"models.{model_id}.hf: weights=hf needs a repo and a pinned revision")
         if weights == "local" and not m.get("local"):
             raise ConfigError(f"models.{model_id}.local: weights=local needs a path")
-        if weights == "hf":
-            raise ConfigError("weights: hf (download and convert) is not wired into the DAG yet; use twin")
-        if weights == "local":
-            raise ConfigError("weights: local is not wired into the DAG yet; use twin")
+        if weights == "local" and not Path(m["local"]).exists():
+            raise ConfigError(f"models.{model_id}.local: {m['local']} does not exist")
         seed = m["twin"]["seed"]
-        # The twin's identity: its spec and seed. A changed spec gets new files, never stale ones.
-        tag = f"twin-s{seed}-{_sha(m['spec'])[:8]}"
+        if weights == "twin":
+            # A twin's identity is its spec and seed: a changed spec gets new files, never stale ones.
+            tag = f"twin-s{seed}-{_sha(m['spec'])[:8]}"
+        elif weights == "hf":
+            tag = "hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", hf["revision"])
+        else:
+            tag = "local-" + _sha(m["local"])[:8]
         return Model(model_id, m["family"], spec, weights, tag, seed, hf.get("repo"), hf.get("revision"),
                      m.get("local"))
 
@@ -186,6 +199,15 @@ class Experiment:
         if variant == "tools":
             return ["-DGGML_NATIVE=ON"]
         return list(self.devices[variant].cmake_flags)
+
+    def weights_rule_input(self, model_id: str) -> dict[str, str]:
+        """What makes a model's F16: nothing for a twin, the download for hf, the path for local."""
+        m = self.models[model_id]
+        if m.weights == "hf":
+            return {"download": f"results/hf/{model_id}/{m.weights_tag}/download.json"}
+        if m.weights == "local":
+            return {"local": m.local_path}
+        return {}
 
     def model_file(self, model_id: str, quant: str) -> str:
         m = self.models[model_id]

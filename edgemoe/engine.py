@@ -163,6 +163,8 @@ def build(src: Path, build_dir: Path, flags: list[str], targets: list[str], jobs
     env = dict(os.environ)
     # Keep llama.cpp's build-info generator from finding our repo's .git above the tree.
     env["GIT_CEILING_DIRECTORIES"] = str(src.parent)
+    # ccache hits across clones and work folders: paths under the work folder are hashed relative.
+    env.setdefault("CCACHE_BASEDIR", os.getcwd())
     all_flags = BASE_CMAKE_FLAGS + list(flags)
     t0 = time.monotonic()
     out = _run(["cmake", "-S", str(src), "-B", str(build_dir), *all_flags], env=env, what="cmake configure")

@@ -1,4 +1,9 @@
-"""Model files for the cells: F16 GGUF -> llama-quantize -> canonical copy + a provenance sidecar."""
+"""Model files for the cells: an F16 GGUF (shape twin, converted HF checkpoint or a local file)
+-> llama-quantize to each configured type -> canonical copy + a provenance sidecar per file.
+
+The F16 is temporary: made, quantized to every type and deleted in one job, so that at most one
+model's F16 is on disk at a time.
+"""
 
 from __future__ import annotations
 
@@ -26,32 +31,86 @@ def quantize(quantize_exe: str, f16: Path, out: Path, quant: str, threads: int, 
         tmp.unlink(missing_ok=True)
 
 
+def quantize_all(f16: Path, out_dir: Path, quants: list[str], quantize_exe: str, threads: int,
+                 provenance: dict[str, Any]) -> None:
+    """Every configured quant of one F16 GGUF, each with its sidecar JSON."""
+    for quant in quants:
+        out = out_dir / f"{quant}.gguf"
+        t0 = time.monotonic()
+        if quant == "F16":
+            canonical_copy(f16, out)
+        else:
+            quantize(quantize_exe, f16, out, quant, threads, sys.stderr)
+        atomic_write_json(out_dir / f"{quant}.json", {
+            **provenance, "quant": quant, "gguf_sha256": sha256_file(out), "gguf_bytes": out.stat().st_size,
+            "quantize_seconds": round(time.monotonic() - t0, 2),
+            "written_by": "canonical_copy (16 MiB writes, fsync, rename)",
+        })
+
+
+def _base(model_id: str, spec: ArchSpec, weights_source: str) -> dict[str, Any]:
+    return {"model": model_id, "family": "moe" if spec.is_moe else "dense", "weights_source": weights_source,
+            "arch": spec.arch, "params_total": spec.total_params(), "params_active": spec.active_params()}
+
+
 def make_twin_ggufs(model_id: str, spec_cfg: dict[str, Any], seed: int, quants: list[str], out_dir: Path,
                     engine_src: Path, quantize_exe: str, threads: int, vocab_cache: Path) -> None:
     spec = ArchSpec.from_config(model_id, spec_cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    f16 = out_dir / "F16.twin-tmp.gguf"  # temporary: deleted once every quant is made
+    f16 = out_dir / "F16.tmp.gguf"
     try:
+        vocab = load_vocab(engine_src, vocab_name(spec), vocab_cache)
         t0 = time.monotonic()
-        twin = write_twin(spec, model_id, seed, load_vocab(engine_src, vocab_name(spec), vocab_cache), f16)
+        twin = write_twin(spec, model_id, seed, vocab, f16)
         write_s = time.monotonic() - t0
-        f16_bytes = f16.stat().st_size
-        print(f"{model_id}: F16 twin {f16_bytes / 1e9:.2f} GB in {write_s:.1f} s "
-              f"({f16_bytes / 1e9 / write_s:.2f} GB/s)", file=sys.stderr)
-        for quant in quants:
-            out = out_dir / f"{quant}.gguf"
-            t1 = time.monotonic()
-            if quant == "F16":
-                canonical_copy(f16, out)
-            else:
-                quantize(quantize_exe, f16, out, quant, threads, sys.stderr)
-            info = {
-                "model": model_id, "family": "moe" if spec.is_moe else "dense", "weights_source": "twin",
-                "quant": quant, "gguf_sha256": sha256_file(out), "gguf_bytes": out.stat().st_size,
-                **twin, "arch": spec.arch, "f16_bytes": f16_bytes, "f16_write_seconds": round(write_s, 2),
-                "quantize_seconds": round(time.monotonic() - t1, 2),
-                "written_by": "canonical_copy (16 MiB writes, fsync, rename)",
-            }
-            atomic_write_json(out_dir / f"{quant}.json", info)
+        size = f16.stat().st_size
+        print(f"{model_id}: F16 twin {size / 1e9:.2f} GB written in {write_s:.1f} s "
+              f"({size / 1e9 / write_s:.2f} GB/s)", file=sys.stderr, flush=True)
+        quantize_all(f16, out_dir, quants, quantize_exe, threads, {
+            **_base(model_id, spec, "twin"), **twin, "f16_bytes": size, "f16_write_seconds": round(write_s, 2)})
     finally:
         f16.unlink(missing_ok=True)
+
+
+def make_converted_ggufs(model_id: str, spec_cfg: dict[str, Any], weights_source: str, hf_dir: Path,
+                         download: dict[str, Any] | None, quants: list[str], out_dir: Path, engine_src: Path,
+                         quantize_exe: str, threads: int) -> None:
+    """A Hugging Face checkpoint (downloaded or local) converted by the pinned engine's own script."""
+    from edgemoe.convert import convert_to_gguf
+
+    spec = ArchSpec.from_config(model_id, spec_cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    f16 = out_dir / "F16.tmp.gguf"
+    try:
+        conv = convert_to_gguf(engine_src, hf_dir, f16, "f16")
+        print(f"{model_id}: converted in {conv['seconds']:.1f} s", file=sys.stderr, flush=True)
+        provenance = {**_base(model_id, spec, weights_source), "convert_seconds": round(conv["seconds"], 2),
+                      "convert_dropped_config_keys": conv.get("config_dropped_keys")}
+        if download:
+            provenance.update(hf_repo=download["repo_id"], hf_revision=download["commit"],
+                              hf_files={p: f["sha256"] for p, f in download["files"].items()})
+        else:
+            provenance.update(local_path=str(hf_dir))
+        quantize_all(f16, out_dir, quants, quantize_exe, threads, provenance)
+    finally:
+        f16.unlink(missing_ok=True)
+
+
+def make_local_gguf(model_id: str, spec_cfg: dict[str, Any], gguf: Path, quants: list[str], out_dir: Path,
+                    quantize_exe: str, threads: int) -> None:
+    """A GGUF the user has: F16/BF16/F32 are quantized like any other; a quantized file is used as
+    it is, for the one quant it already is."""
+    from gguf import GGUFReader
+
+    spec = ArchSpec.from_config(model_id, spec_cfg)
+    ftype = int(GGUFReader(gguf).fields["general.file_type"].contents()) if gguf.is_file() else None
+    if ftype is None:
+        raise FileNotFoundError(f"models.{model_id}.local: {gguf} is not a GGUF file")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    provenance = {**_base(model_id, spec, "local"), "local_path": str(gguf), "local_sha256": sha256_file(gguf)}
+    if ftype in (0, 1, 32):  # ALL_F32, MOSTLY_F16, MOSTLY_BF16
+        quantize_all(gguf, out_dir, quants, quantize_exe, threads, provenance)
+        return
+    raise ValueError(f"models.{model_id}.local: {gguf} is already quantized (file type {ftype}); give an "
+                     "F16/BF16 GGUF or a Hugging Face checkpoint folder, so every quant is made the same way")
+

@@ -22,7 +22,7 @@ STATUSES = ("ok", "oom", "crash", "timeout")
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 # (name, type, required, description)
 FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
-    ("run_id", S, True, "unique id: cell_id/test phase/repetition"),
+    ("run_id", S, True, "unique id: cell_id@cell start (UTC)/phase/repetition"),
     ("cell_id", S, True, "device/engine/model/weights/quant/test: the Snakemake cell that produced the row"),
     ("kind", S, True, "bench (llama-bench)"),
     ("status", S, True, "ok, oom, crash or timeout; a failed cell has one row and no timing"),

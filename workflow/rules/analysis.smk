@@ -2,9 +2,10 @@
 
 
 def run_record_files(wildcards):
-    if EXP.runs == "released":
-        return []
-    return EXP.cells(EXP.device_id) + EXP.other_device_records()
+    """fresh: this device's cells (+ other devices' records on disk); released: the release only."""
+    released = [EXP.release_file] if EXP.runs in ("released", "both") else []
+    fresh = EXP.cells(EXP.device_id) + EXP.other_device_records() if EXP.runs != "released" else []
+    return released + fresh
 
 
 rule collect_runs:

@@ -21,3 +21,38 @@ rule twin_model:
     threads: min(max(workflow.cores, 1), 4)  # llama-quantize threads
     script:
         "../scripts/twin_model.py"
+
+
+rule hf_download:
+    params:
+        repo=lambda w: config["models"][w.model]["hf"]["repo"],
+        revision=lambda w: config["models"][w.model]["hf"]["revision"],
+    output:
+        info="results/hf/{model}/{tag}/download.json",
+    log:
+        "results/logs/hf_download/{model}-{tag}.log",
+    wildcard_constraints:
+        tag=r"hf-[A-Za-z0-9._-]+",
+    script:
+        "../scripts/hf_download.py"
+
+
+rule converted_model:
+    params:
+        spec=lambda w: config["models"][w.model]["spec"],
+        weights=lambda w: EXP.models[w.model].weights,
+        quants=EXP.quants,
+    input:
+        unpack(lambda w: EXP.weights_rule_input(w.model)),
+        source=f"results/engine/{EXP.engine_id}/source.json",
+        tools=f"results/engine/{EXP.engine_id}/build/tools/build-info.json",
+    output:
+        ggufs=expand("results/models/{{model}}/{{tag}}/{quant}.gguf", quant=EXP.quants),
+        infos=expand("results/models/{{model}}/{{tag}}/{quant}.json", quant=EXP.quants),
+    log:
+        "results/logs/converted_model/{model}-{tag}.log",
+    wildcard_constraints:
+        tag=r"(hf|local)-[A-Za-z0-9._-]+",
+    threads: min(max(workflow.cores, 1), 4)
+    script:
+        "../scripts/converted_model.py"

@@ -1,0 +1,77 @@
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from edgemoe.config import ConfigError, Experiment, check_device_is_here
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+
+
+def test_shipped_configs_pass_the_schema(default_config, smoke_config):
+    jsonschema.validate(default_config, SCHEMA)
+    jsonschema.validate(smoke_config, SCHEMA)
+
+
+def test_default_experiment_is_the_study_on_this_host(default_config):
+    exp = Experiment(default_config)
+    assert list(exp.models) == ["olmoe-1b-7b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b"]
+    assert exp.quants == ["Q4_K_M"] and exp.baseline == "llama-3.2-1b"
+    assert exp.device_id == "linux-cpu"  # this CI kind is a Linux CPU host
+    assert len(exp.cells("linux-cpu")) == 4
+
+
+@pytest.mark.parametrize("path, value", [
+    (("experiment", "repetitions"), -1),
+    (("experiment", "quants"), ["Q3_FANCY"]),
+    (("weights",), "torrent"),
+    (("devices", "linux-cpu", "backend"), "tpu"),
+])
+def test_schema_rejects_bad_values(default_config, path, value):
+    cfg = copy.deepcopy(default_config)
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(cfg, SCHEMA)
+
+
+def test_schema_requires_keys(default_config):
+    cfg = copy.deepcopy(default_config)
+    del cfg["experiment"]["repetitions"]
+    with pytest.raises(jsonschema.ValidationError, match="repetitions"):
+        jsonschema.validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["experiment"]["models"].append("gpt-5"), "experiment.models: unknown model 'gpt-5'; allowed:"),
+    (lambda c: c.update(engine="llama.cpp-nope"), "engine: 'llama.cpp-nope' is not defined"),
+    (lambda c: c.update(device="toaster"), "device: 'toaster' is not a device profile; allowed: auto, "),
+    (lambda c: c["experiment"].update(baseline="gemma-9b"), "experiment.baseline"),
+    (lambda c: c["models"]["olmoe-1b-7b"].update(family="dense"), "models.olmoe-1b-7b.family"),
+    (lambda c: c["engines"]["llama.cpp-f7cd13301"].update(patches=["missing.patch"]), "not found under patches/"),
+    (lambda c: c["experiment"].update(tests=[{"name": "a", "n_prompt": 0, "n_gen": 0}]), "both 0"),
+])
+def test_semantic_errors_name_the_key(default_config, mutate, message):
+    cfg = copy.deepcopy(default_config)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as e:
+        Experiment(cfg)
+    assert message in str(e.value)
+
+
+def test_another_devices_cells_are_refused_with_the_hosts_device(default_config):
+    with pytest.raises(ConfigError) as e:
+        check_device_is_here(default_config, "m2-pro")
+    assert "This host matches ['linux-cpu']" in str(e.value) and "--config device=linux-cpu" in str(e.value)
+
+
+def test_twin_identity_changes_with_the_spec(default_config):
+    a = Experiment(default_config).models["llama-3.2-1b"].weights_tag
+    cfg = copy.deepcopy(default_config)
+    cfg["models"]["llama-3.2-1b"]["spec"]["n_layer"] = 15
+    assert Experiment(cfg).models["llama-3.2-1b"].weights_tag != a

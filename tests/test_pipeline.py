@@ -1,0 +1,207 @@
+"""The real pipeline end to end on tiny shape twins, with the real llama.cpp build.
+
+One work folder (a copy of the repo) serves the whole module, so the engine is fetched and
+built once; the tests run in file order and build on each other's results."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from edgemoe.files import sha256_file
+from edgemoe.records import read_jsonl, read_parquet
+
+pytestmark = pytest.mark.integration
+SMOKE = ["--configfile", "config/smoke.yaml"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, work / f)
+    return work
+
+
+def snakemake(work, *args, env=None, check=True, timeout=1800):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "4", *args]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_run(work):
+    t0 = time.monotonic()
+    snakemake(work, "figures/all", *SMOKE)
+    return time.monotonic() - t0
+
+
+def cell_records(work, test="pp64-tg16"):
+    return {p: read_jsonl(p) for p in sorted((work / "results/cells").rglob(f"{test}.jsonl"))}
+
+
+def test_records_are_complete_plausible_and_carry_provenance(work, smoke_run):
+    cells = cell_records(work)
+    assert len(cells) == 4
+    for path, rows in cells.items():
+        assert [r["status"] for r in rows] == ["ok"] * 6, path  # 3 repetitions x (pp, tg)
+        assert sorted((r["phase"], r["repetition"]) for r in rows) == [(p, i) for p in ("pp", "tg") for i in range(3)]
+        for r in rows:
+            assert 1 < r["tokens_per_s"] < 1e6 and r["time_ns"] > 0
+            assert r["engine_commit"] == "f7cd13301c2a88f97073fd119072b4cc92c08df1"
+            assert r["engine_source_sha256"] and json.loads(r["build_flags"]) and r["c_compiler"] != "unknown"
+            assert r["host_cpu"] and r["host_kernel"] and r["twin_seed"] is not None and r["is_twin"]
+            assert r["peak_rss_bytes"] > 10e6 and r["n_threads"] == os.cpu_count()
+            gguf = next((work / "results/models" / r["model"]).rglob(f"{r['quant']}.gguf"))
+            assert r["gguf_sha256"] == sha256_file(gguf) and r["gguf_bytes"] == gguf.stat().st_size
+            assert r["cell_start_utc"] < r["cell_end_utc"]
+    table = read_parquet(work / "results/runs.parquet")
+    assert table.num_rows == 24
+    for f in ["figures/throughput.png", "figures/throughput.pdf", "figures/tables/throughput.csv",
+              "figures/tables/throughput.md", "figures/tables/throughput.tex", "figures/all"]:
+        assert (work / f).stat().st_size > 100, f
+    csv = pd.read_csv(work / "figures/tables/throughput.csv")
+    assert list(csv["model"]) == ["olmoe-tiny", "llama-tiny", "qwen2-tiny", "gemma2-tiny"]
+    assert (csv["gen_tok_s"] > 0).all() and (csv["status"] == "ok").all()
+
+
+def test_cells_never_overlap_even_with_four_cores(work, smoke_run):
+    spans = sorted({(r["cell_start_utc"], r["cell_end_utc"]) for rows in cell_records(work).values() for r in rows})
+    assert len(spans) == 4
+    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        assert e1 <= s2, f"cells overlap: {s1}..{e1} and {s2}..{e2}"
+
+
+def test_dry_run_after_a_complete_run_has_nothing_to_do_and_is_quick(work, smoke_run):
+    t0 = time.monotonic()
+    proc = snakemake(work, "-n", "figures/all", *SMOKE)
+    elapsed = time.monotonic() - t0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert elapsed < 5, elapsed  # includes Python start-up; Snakemake's own work is ~1 s
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "device=toaster"], "device: 'toaster' is not a device profile"),
+    (["--config", "device=m2-pro"], "cells of 'm2-pro' cannot run on this host"),
+    (["--config", "engine=llama.cpp-nope"], "engine: 'llama.cpp-nope' is not defined"),
+    (["--config", "weights=torrent"], "torrent"),
+    (["--configfile", "tests/configs/bad-model.yaml"], "experiment.models: unknown model 'gpt-5'"),
+    (["--configfile", "tests/configs/bad-repetitions.yaml"], "repetitions"),
+])
+def test_bad_config_stops_before_any_job(work, smoke_run, args, message):
+    before = sorted(p.name for p in (work / "results").rglob("*"))
+    proc = snakemake(work, "figures/all", *SMOKE, *args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert sorted(p.name for p in (work / "results").rglob("*")) == before
+
+
+def test_interrupted_run_resumes_without_duplicates(work, smoke_run):
+    # Rerun the cells and interrupt while one is measuring, then resume.
+    logs = lambda: list((work / "results/cells").rglob("pp64-tg16.stderr.log"))  # noqa: E731
+    started = max(p.stat().st_mtime for p in logs())
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "4", "figures/all", *SMOKE, "--forcerun", "bench_cell"]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # wait until the second forced cell is measuring
+        if len([p for p in logs() if p.stat().st_mtime > started]) >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    snakemake(work, "figures/all", *SMOKE)
+    table = read_parquet(work / "results/runs.parquet").to_pandas()
+    assert len(table) == 24 and table["run_id"].is_unique
+    assert not list((work / "results").rglob("*.tmp"))
+
+
+def test_a_cell_that_does_not_fit_is_recorded_as_oom_and_the_dag_completes(work, smoke_run):
+    snakemake(work, "figures/all", *SMOKE, "--configfile", "tests/configs/oom.yaml")
+    rows = [r for rows in cell_records(work, "oom-check").values() for r in rows]
+    assert {r["status"] for r in rows} == {"oom"}
+    assert all(r["peak_rss_bytes"] > 0 and r["status_reason"] and r["stderr_tail"] for r in rows)
+    md = (work / "figures/tables/throughput.md").read_text()
+    assert "OOM:" in md
+    assert (work / "figures/all").exists()
+
+
+def test_rerunning_one_device_leaves_the_other_devices_records_identical(work, smoke_run):
+    two = [*SMOKE, "--configfile", "tests/configs/two-devices.yaml"]
+    snakemake(work, "figures/all", *two, "--config", "device=cpu-a", env={"EDGEMOE_HOST_DEVICE": "cpu-a"})
+    snakemake(work, "figures/all", *two, "--config", "device=cpu-b", env={"EDGEMOE_HOST_DEVICE": "cpu-b"})
+    a_files = sorted((work / "results/cells/cpu-a").rglob("*"))
+    before = {p: sha256_file(p) for p in a_files if p.is_file()}
+    # after a "driver update" on B: rerun exactly B's cells
+    snakemake(work, "figures/all", *two, "--config", "device=cpu-b", "--forcerun", "bench_cell",
+              env={"EDGEMOE_HOST_DEVICE": "cpu-b"})
+    assert {p: sha256_file(p) for p in before} == before
+    table = read_parquet(work / "results/runs.parquet").to_pandas()
+    assert set(table["device"]) == {"cpu-a", "cpu-b"}
+    assert table.groupby("device").size().to_dict() == {"cpu-a": 8, "cpu-b": 8}
+
+
+HF_TOKEN = "hf_PipelineTestTokenMustNotLeak42424242"
+
+
+def test_real_weights_path_download_convert_quantize_bench_through_the_workflow(work, smoke_run):
+    """Tiny HF checkpoints of the four architectures served by a local fake hub on 127.0.0.1;
+    the workflow downloads (gated repos with a token), converts with the engine's own script,
+    quantizes and benchmarks them. The token must appear in no log, record or output."""
+    import importlib.util
+
+    for mod in ("torch", "transformers", "sentencepiece", "safetensors"):
+        if importlib.util.find_spec(mod) is None:
+            pytest.skip(f"the hf extra is not installed ({mod} missing): ./setup.sh pipeline,hf,test")
+    import yaml
+    from hf_checkpoints import ARCHS, build_checkpoint
+    from hub_server import HubServer
+
+    from edgemoe.architectures import spec_from_hf_config
+
+    src = next((work / "results/engine").glob("*/source"))
+    models, commits = {}, {}
+    with HubServer() as hub:
+        hub.add_token(HF_TOKEN)
+        for i, arch in enumerate(ARCHS):
+            ckpt = work / "hf-checkpoints" / arch
+            build_checkpoint(arch, ckpt, src, seed=i, cache_dir=work / "hf-cache")
+            gated = arch in ("llama", "gemma2")
+            repo = f"test-org/tiny-{arch}"
+            commits[arch] = hub.add_repo(repo, ckpt, gated=gated, granted=(HF_TOKEN,))
+            spec = spec_from_hf_config(json.loads((ckpt / "config.json").read_text()))
+            models[f"hf-{arch}"] = {"family": "moe" if arch == "olmoe" else "dense", "twin": {"seed": 0},
+                                    "hf": {"repo": repo, "revision": "main", "gated": gated}, "spec": spec}
+        cfg = {"weights": "hf", "models": models,
+               "experiment": {"models": list(models), "baseline": "hf-llama", "quants": ["Q4_K_M"],
+                              "tests": [{"name": "hf-check", "n_prompt": 16, "n_gen": 4}], "repetitions": 1,
+                              "use_mmap": True, "timeout_s": 120}}
+        (work / "hf-test.yaml").write_text(yaml.safe_dump(cfg))
+        env = {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": HF_TOKEN, "HF_HOME": str(work / "hf-home"),
+               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"}
+        proc = snakemake(work, "figures/all", *SMOKE, "--configfile", "hf-test.yaml", env=env)
+    rows = [r for rows in cell_records(work, "hf-check").values() for r in rows]
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    for r in rows:
+        arch = r["model"].removeprefix("hf-")
+        assert r["weights_source"] == "hf" and not r["is_twin"]
+        assert r["hf_revision"] == commits[arch] and r["hf_repo"] == f"test-org/tiny-{arch}"
+    info = json.loads(next((work / "results/models/hf-llama").rglob("Q4_K_M.json")).read_text())
+    assert info["hf_files"]["model.safetensors"] and len(info["hf_files"]["model.safetensors"]) == 64
+    leaked = [p for p in (work / "results").rglob("*") if p.is_file() and p.stat().st_size < 50e6
+              and HF_TOKEN.encode() in p.read_bytes()]
+    leaked += [p for p in (work / ".snakemake/log").rglob("*") if p.is_file() and HF_TOKEN.encode() in p.read_bytes()]
+    assert not leaked and HF_TOKEN not in proc.stdout + proc.stderr

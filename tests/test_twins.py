@@ -1,0 +1,69 @@
+"""The twin writer on a tiny spec, read back with gguf's reader."""
+import hashlib
+
+import numpy as np
+import pytest
+from gguf import GGUFReader
+
+from edgemoe.architectures import ArchSpec
+from edgemoe.twins import BLOCK_MAGNITUDE, fit_vocab, write_twin
+
+SPEC = dict(arch="olmoe", n_layer=2, n_embd=256, n_head=4, n_head_kv=4, head_dim=64, n_ff=256, n_expert=8,
+            n_expert_used=2, n_vocab=1000, context_length=4096, rope_theta=1e4, rms_eps=1e-5,
+            tied_embeddings=False)
+VOCAB = {  # a small BPE vocabulary in the shape load_vocab returns
+    "tokenizer.ggml.model": "gpt2",
+    "tokenizer.ggml.tokens": [chr(33 + i) for i in range(90)] + ["Ċ", "Ġ"],
+    "tokenizer.ggml.token_type": [1] * 92,
+    "tokenizer.ggml.merges": ["Ġ a"],
+    "tokenizer.ggml.bos_token_id": 0, "tokenizer.ggml.eos_token_id": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    d = tmp_path_factory.mktemp("twin")
+    spec = ArchSpec.from_config("t", SPEC)
+    info = write_twin(spec, "t", 7, VOCAB, d / "a.gguf", progress=False)
+    write_twin(spec, "t", 7, VOCAB, d / "b.gguf", progress=False)
+    write_twin(spec, "t", 8, VOCAB, d / "c.gguf", progress=False)
+    return spec, info, d
+
+
+def sha(p):
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_tensors_and_metadata_match_the_spec(twin):
+    spec, info, d = twin
+    r = GGUFReader(d / "a.gguf")
+    got = {t.name: (tuple(int(x) for x in reversed(t.shape)), t.tensor_type.name) for t in r.tensors}
+    want = {t.name: (t.shape, t.dtype) for t in spec.tensors()}
+    assert got == want
+    assert r.fields["olmoe.expert_count"].contents() == 8
+    assert r.fields["olmoe.expert_used_count"].contents() == 2
+    assert r.fields["tokenizer.ggml.pre"].contents() == "olmo"
+    assert len(r.fields["tokenizer.ggml.tokens"].contents()) == 1000  # padded to n_vocab
+    assert info["params_total"] == sum(int(np.prod(t.shape)) for t in spec.tensors())
+
+
+def test_deterministic_for_a_seed(twin):
+    _, _, d = twin
+    assert sha(d / "a.gguf") == sha(d / "b.gguf")
+    assert sha(d / "a.gguf") != sha(d / "c.gguf")
+
+
+def test_block_magnitudes_spread_like_the_configured_distribution(twin):
+    _, _, d = twin
+    r = GGUFReader(d / "a.gguf")
+    t = next(t for t in r.tensors if t.name == "blk.0.ffn_up_exps.weight")
+    blocks = np.abs(np.asarray(t.data, dtype=np.float32).reshape(-1, 32)).max(axis=1)
+    m, s = BLOCK_MAGNITUDE["ffn_up"]
+    logs = np.log2(blocks)
+    assert abs(logs.mean() - m) < 0.05 and abs(logs.std() - s) < 0.05
+
+
+def test_vocab_truncation_keeps_special_ids_valid():
+    v = fit_vocab(dict(VOCAB, **{"tokenizer.ggml.eos_token_id": 91}), 50, "llama")
+    assert len(v["tokenizer.ggml.tokens"]) == 50 and v["tokenizer.ggml.eos_token_id"] == 0
+    assert v["tokenizer.ggml.pre"] == "llama-bpe"
