@@ -10,10 +10,14 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/engine.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/cells.smk"
+include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/analysis.smk"
 
 

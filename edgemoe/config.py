@@ -182,7 +182,8 @@ class Experiment:
         seed = m["twin"]["seed"]
         if weights == "twin":
             # A twin's identity is its spec and seed: a changed spec gets new files, never stale ones.
-            tag = f"twin-s{seed}-{_sha(m['spec'])[:8]}"
+            skew = m["twin"].get("router_skew", 0)
+            tag = f"twin-s{seed}-{_sha(m['spec'] if not skew else [m['spec'], skew])[:8]}"
         elif weights == "hf":
             tag = "hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", hf["revision"])
         else:

@@ -54,14 +54,15 @@ def _base(model_id: str, spec: ArchSpec, weights_source: str) -> dict[str, Any]:
 
 
 def make_twin_ggufs(model_id: str, spec_cfg: dict[str, Any], seed: int, quants: list[str], out_dir: Path,
-                    engine_src: Path, quantize_exe: str, threads: int, vocab_cache: Path) -> None:
+                    engine_src: Path, quantize_exe: str, threads: int, vocab_cache: Path,
+                    router_skew: float = 0.0) -> None:
     spec = ArchSpec.from_config(model_id, spec_cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     f16 = out_dir / "F16.tmp.gguf"
     try:
         vocab = load_vocab(engine_src, vocab_name(spec), vocab_cache)
         t0 = time.monotonic()
-        twin = write_twin(spec, model_id, seed, vocab, f16)
+        twin = write_twin(spec, model_id, seed, vocab, f16, router_skew=router_skew)
         write_s = time.monotonic() - t0
         size = f16.stat().st_size
         print(f"{model_id}: F16 twin {size / 1e9:.2f} GB written in {write_s:.1f} s "

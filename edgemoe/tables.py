@@ -88,3 +88,20 @@ def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_
     atomic_write_text(md_path, note + shown.to_markdown(index=False) + "\n")
     latex = shown.to_latex(index=False, escape=True, column_format="l" * len(shown.columns))
     atomic_write_text(tex_path, "% needs \\usepackage{booktabs}\n" + latex)
+
+
+PROVENANCE_COLUMNS = ["engine_commit", "patches_sha256", "build_flags", "cxx_compiler", "host_cpu",
+                      "host_logical_cpus", "host_os", "host_kernel", "weights_source", "twin_seed",
+                      "hf_repo", "hf_revision", "gguf_sha256", "gguf_bytes", "use_mmap", "n_threads"]
+
+
+def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Where each cell's numbers come from: one row per device, engine, model and quant."""
+    keys = ["device", "engine", "model", "quant"]
+    g = runs.groupby(keys, sort=True)
+    out = g[PROVENANCE_COLUMNS].agg(lambda s: "; ".join(sorted({str(v) for v in s.dropna()})))
+    out["cells"] = g["cell_id"].nunique()
+    out["rows"] = g.size()
+    out["first_cell_utc"] = g["cell_start_utc"].min()
+    out["last_cell_utc"] = g["cell_end_utc"].max()
+    return out.reset_index()

@@ -101,20 +101,24 @@ def _unit_pool(seed: int) -> np.ndarray:
     return pool
 
 
-def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, spec: ArchSpec) -> Iterator[np.ndarray]:
-    """The tensor's values, in row-major chunks of its final dtype."""
+def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, magnitude: tuple[float, float] | None,
+                  fixed: np.ndarray | None = None, row_scale: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The tensor's values, in row-major chunks of its final dtype.
+
+    magnitude: (m, s) of log2(32-block absmax) for weight matrices; fixed: exact values (rope
+    factors); row_scale: a factor per row of a 2-D tensor (the MoE router skew)."""
     rng = np.random.default_rng([seed, index])
     n = t.n_elements
+    if fixed is not None:
+        yield np.asarray(fixed, dtype=np.float32)
+        return
     if t.kind == "norm":
         yield (1.0 + 0.05 * rng.standard_normal(n)).astype(np.float32)
         return
     if t.kind == "bias":
         yield (0.02 * rng.standard_normal(n)).astype(np.float32)
         return
-    if t.kind == "rope":
-        yield np.asarray(spec.rope_freqs(), dtype=np.float32)
-        return
-    m, s = BLOCK_MAGNITUDE[t.kind]
+    m, s = magnitude if magnitude is not None else BLOCK_MAGNITUDE[t.kind]
     dtype = np.float16 if t.dtype == "F16" else np.float32
     assert n % BLOCK == 0, f"{t.name}: {n} elements is not a multiple of {BLOCK}"
     blocks_left = n // BLOCK
@@ -123,21 +127,67 @@ def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, spec: 
         start = int(rng.integers(0, POOL_BLOCKS))
         idx = (start + np.arange(nb)) % POOL_BLOCKS if start + nb > POOL_BLOCKS else slice(start, start + nb)
         scale = np.exp2(rng.normal(m, s, size=(nb, 1))).astype(np.float32)
-        yield (pool[idx] * scale).astype(dtype).reshape(-1)
+        values = (pool[idx] * scale).reshape(-1)
+        if row_scale is not None:  # small tensors only (one chunk): the router
+            values = (values.reshape(len(row_scale), -1) * row_scale[:, None]).reshape(-1)
+        yield values.astype(dtype)
         blocks_left -= nb
 
 
-def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out: Path,
-               progress: bool = True) -> dict[str, Any]:
-    """Stream a shape twin (F16 weights, F32 norms) to `out` atomically; return its provenance."""
+def router_row_scale(n_expert: int, skew: float) -> np.ndarray | None:
+    """Zipf-like router skew: expert e's router row scaled by (e+1)^-skew (normalised to mean 1).
+    Larger rows give larger-variance logits, so those experts win top-k more often. 0 = uniform."""
+    if not skew:
+        return None
+    w = (np.arange(1, n_expert + 1, dtype=np.float64)) ** (-skew)
+    return (w / w.mean()).astype(np.float32)
+
+
+def _write_gguf(out: Path, arch: str, add_metadata, tensors: list[TensorSpec], chunks_for, label: str,
+                progress: bool) -> None:
+    """Stream a GGUF: header, metadata and tensor infos, then each tensor chunk by chunk."""
     import gguf
     from tqdm import tqdm
 
+    with atomic_path(out) as tmp:
+        w = gguf.GGUFWriter(tmp, arch)
+        add_metadata(w)
+        for t in tensors:
+            np_dtype = np.dtype(np.float16 if t.dtype == "F16" else np.float32)
+            raw = gguf.GGMLQuantizationType.F16 if t.dtype == "F16" else gguf.GGMLQuantizationType.F32
+            w.add_tensor_info(t.name, t.shape, np_dtype, t.n_elements * np_dtype.itemsize, raw_dtype=raw)
+        w.write_header_to_file(tmp)
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        fout = w.fout[0]
+        total = sum(t.n_elements * (2 if t.dtype == "F16" else 4) for t in tensors)
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not progress, file=sys.stderr,
+                   mininterval=2.0)
+        for i, t in enumerate(tensors):
+            w.write_padding(fout, fout.tell())
+            nbytes = 0
+            for chunk in chunks_for(i, t):
+                chunk.tofile(fout)
+                nbytes += chunk.nbytes
+                bar.update(chunk.nbytes)
+            expected = t.n_elements * (2 if t.dtype == "F16" else 4)
+            assert nbytes == expected, f"{t.name}: wrote {nbytes} bytes, expected {expected}"
+            w.write_padding(fout, nbytes)
+        bar.close()
+        fout.flush()
+        os.fsync(fout.fileno())
+        w.close()
+
+
+def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out: Path,
+               progress: bool = True, router_skew: float = 0.0) -> dict[str, Any]:
+    """Stream a shape twin (F16 weights, F32 norms) of an architecture spec to `out` atomically."""
+    import gguf
+
     tensors = spec.tensors()
     vocab = fit_vocab(vocab, spec.n_vocab, spec.arch)
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        w = gguf.GGUFWriter(tmp, spec.arch)
+
+    def add_metadata(w) -> None:
         w.add_name(name)
         for k, v in spec.gguf_metadata(name).items():
             if k in ("general.architecture", "general.name"):
@@ -152,37 +202,90 @@ def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out:
                 w.add_string(k, v)
         w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
         _add_vocab(w, vocab)
-        w.add_string("edgemoe.twin.note", "shape twin: random weights, not a trained model")
-        w.add_uint32("edgemoe.twin.seed", seed)
-        for t in tensors:
-            np_dtype = np.float16 if t.dtype == "F16" else np.float32
-            raw = gguf.GGMLQuantizationType.F16 if t.dtype == "F16" else gguf.GGMLQuantizationType.F32
-            w.add_tensor_info(t.name, t.shape, np.dtype(np_dtype), t.n_elements * np.dtype(np_dtype).itemsize,
-                              raw_dtype=raw)
-        w.write_header_to_file(tmp)
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        fout = w.fout[0]
-        pool = _unit_pool(seed)
-        total = sum(t.n_elements * (2 if t.dtype == "F16" else 4) for t in tensors)
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"twin {name}", disable=not progress,
-                   file=sys.stderr, mininterval=2.0)
-        for i, t in enumerate(tensors):
-            w.write_padding(fout, fout.tell())
-            nbytes = 0
-            for chunk in tensor_chunks(t, i, seed, pool, spec):
-                chunk.tofile(fout)
-                nbytes += chunk.nbytes
-                bar.update(chunk.nbytes)
-            expected = t.n_elements * (2 if t.dtype == "F16" else 4)
-            assert nbytes == expected, f"{t.name}: wrote {nbytes} bytes, expected {expected}"
-            w.write_padding(fout, nbytes)
-        bar.close()
-        fout.flush()
-        os.fsync(fout.fileno())
-        w.close()
-    return {"twin_seed": seed, "twin_block_magnitude": {k: list(v) for k, v in BLOCK_MAGNITUDE.items()},
+        _add_twin_note(w, seed, router_skew)
+
+    pool = _unit_pool(seed)
+    skew = router_row_scale(spec.n_expert, router_skew) if spec.is_moe else None
+
+    def chunks_for(i: int, t: TensorSpec):
+        fixed = np.asarray(spec.rope_freqs()) if t.kind == "rope" else None
+        return tensor_chunks(t, i, seed, pool, None, fixed, skew if t.kind == "router" else None)
+
+    _write_gguf(out, spec.arch, add_metadata, tensors, chunks_for, f"twin {name}", progress)
+    return {"twin_seed": seed, "twin_router_skew": router_skew,
+            "twin_block_magnitude": {k: list(v) for k, v in BLOCK_MAGNITUDE.items()},
             "params_total": spec.total_params(), "params_active": spec.active_params()}
+
+
+def _add_twin_note(w, seed: int, router_skew: float) -> None:
+    w.add_string("edgemoe.twin.note", "shape twin: random weights, not a trained model")
+    w.add_uint32("edgemoe.twin.seed", seed)
+    w.add_float32("edgemoe.twin.router_skew", float(router_skew))
+
+
+# ---- twin of an existing GGUF -------------------------------------------------------------------
+def block_magnitudes(reader, max_blocks: int = 1 << 15) -> dict[str, tuple[float, float]]:
+    """(m, s) of log2(32-weight block absmax) per weight matrix of a GGUF, from evenly spaced rows
+    (dequantized with gguf-py). Two numbers per tensor: no weights are kept."""
+    from gguf.quants import dequantize
+
+    out = {}
+    for t in reader.tensors:
+        if len(t.shape) < 2 or int(t.n_elements) % BLOCK:
+            continue
+        data = np.asarray(t.data)
+        rows = data.reshape(-1, data.shape[-1])
+        blocks_per_row = int(t.shape[0]) // BLOCK
+        take = max(1, min(len(rows), max_blocks // max(blocks_per_row, 1)))
+        sample = rows[np.linspace(0, len(rows) - 1, take).astype(int)]
+        values = dequantize(sample, t.tensor_type).reshape(-1, BLOCK)
+        absmax = np.abs(values).max(axis=1)
+        logs = np.log2(absmax[absmax > 0])
+        out[t.name] = (float(logs.mean()), float(logs.std()))
+    return out
+
+
+def twin_of(real: Path, out: Path, seed: int, progress: bool = True) -> dict[str, Any]:
+    """An F16 twin of any GGUF: the same metadata, tensor names and shapes, weights drawn with each
+    tensor's fitted block-magnitude distribution. Quantize it to the source's types afterwards."""
+    import gguf
+    from gguf import GGUFReader
+
+    reader = GGUFReader(real)
+    arch = reader.fields["general.architecture"].contents()
+    fitted = block_magnitudes(reader)
+    tensors, fixed = [], {}
+    for t in reader.tensors:
+        shape = tuple(int(x) for x in reversed(list(t.shape)))
+        one_d = len(shape) == 1
+        f32 = one_d or t.tensor_type == gguf.GGMLQuantizationType.F32
+        kind = ("rope" if "rope" in t.name else "bias" if t.name.endswith(".bias") else "norm") if one_d else "fitted"
+        tensors.append(TensorSpec(t.name, shape, "F32" if f32 else "F16", kind))
+        if kind == "rope":  # computed from the config, not trained: copied
+            fixed[t.name] = np.asarray(t.data, dtype=np.float32)
+
+    def add_metadata(w) -> None:
+        for key, field in reader.fields.items():
+            if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+                continue
+            vtype = field.types[0]
+            sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+            w.add_key_value(key, field.contents(), vtype, sub_type=sub)
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        _add_twin_note(w, seed, 0.0)
+        w.add_string("edgemoe.twin.of", Path(real).name)
+
+    pool = _unit_pool(seed)
+
+    def chunks_for(i: int, t: TensorSpec):
+        return tensor_chunks(t, i, seed, pool, fitted.get(t.name, (-4.5, 0.5)), fixed.get(t.name))
+
+    _write_gguf(out, arch, add_metadata, tensors, chunks_for, f"twin of {Path(real).name}", progress)
+    ftype = int(reader.fields["general.file_type"].contents()) if "general.file_type" in reader.fields else 1
+    return {"twin_seed": seed, "twin_of": str(real), "source_file_type": gguf.LlamaFileType(ftype).name,
+            "quant": gguf.LlamaFileType(ftype).name.removeprefix("MOSTLY_").replace("ALL_", ""),
+            "source_tensor_types": {t.name: t.tensor_type.name for t in reader.tensors},
+            "block_magnitude_fitted": fitted}
 
 
 def _add_vocab(w, vocab: dict[str, Any]) -> None:

@@ -58,3 +58,19 @@ def test_bad_specs_are_named(default_config, change, message):
     spec = dict(default_config["models"]["olmoe-1b-7b"]["spec"], **change)
     with pytest.raises(ValueError, match=message):
         ArchSpec.from_config("olmoe-1b-7b", spec)
+
+
+def test_spec_from_a_hugging_face_config_json(default_config):
+    # Llama-3.2-1B's published config.json (the keys the spec needs)
+    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "intermediate_size": 8192,
+           "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8, "head_dim": 64,
+           "vocab_size": 128256, "max_position_embeddings": 131072, "rope_theta": 500000.0,
+           "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
+           "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                            "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+    from edgemoe.architectures import spec_from_hf_config
+
+    spec = spec_from_hf_config(cfg)
+    assert spec == default_config["models"]["llama-3.2-1b"]["spec"]
+    with pytest.raises(ValueError, match="MambaForCausalLM"):
+        spec_from_hf_config({"architectures": ["MambaForCausalLM"]})

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,9 +22,16 @@ pytestmark = pytest.mark.integration
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
+def smoke_with(*files):
+    """Config files over the smoke config (one --configfile flag: a second one replaces the first)."""
+    return ["--configfile", "config/smoke.yaml", *files]
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    work = tmp_path_factory.mktemp("pipeline")
+    # EDGEMOE_TEST_WORKDIR reuses a work folder (and its build) between pytest runs while developing.
+    reuse = os.environ.get("EDGEMOE_TEST_WORKDIR")
+    work = Path(reuse) if reuse else tmp_path_factory.mktemp("pipeline")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
@@ -98,12 +106,14 @@ def test_dry_run_after_a_complete_run_has_nothing_to_do_and_is_quick(work, smoke
     (["--config", "device=m2-pro"], "cells of 'm2-pro' cannot run on this host"),
     (["--config", "engine=llama.cpp-nope"], "engine: 'llama.cpp-nope' is not defined"),
     (["--config", "weights=torrent"], "torrent"),
-    (["--configfile", "tests/configs/bad-model.yaml"], "experiment.models: unknown model 'gpt-5'"),
-    (["--configfile", "tests/configs/bad-repetitions.yaml"], "repetitions"),
+    (smoke_with("tests/configs/bad-model.yaml"), "experiment.models: unknown model 'gpt-5'"),
+    (smoke_with("tests/configs/bad-repetitions.yaml"), "repetitions"),
 ])
 def test_bad_config_stops_before_any_job(work, smoke_run, args, message):
     before = sorted(p.name for p in (work / "results").rglob("*"))
-    proc = snakemake(work, "figures/all", *SMOKE, *args, check=False)
+    if "--configfile" not in args:
+        args = [*SMOKE, *args]
+    proc = snakemake(work, "figures/all", *args, check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert sorted(p.name for p in (work / "results").rglob("*")) == before
@@ -130,7 +140,7 @@ def test_interrupted_run_resumes_without_duplicates(work, smoke_run):
 
 
 def test_a_cell_that_does_not_fit_is_recorded_as_oom_and_the_dag_completes(work, smoke_run):
-    snakemake(work, "figures/all", *SMOKE, "--configfile", "tests/configs/oom.yaml")
+    snakemake(work, "figures/all", *smoke_with("tests/configs/oom.yaml"))
     rows = [r for rows in cell_records(work, "oom-check").values() for r in rows]
     assert {r["status"] for r in rows} == {"oom"}
     assert all(r["peak_rss_bytes"] > 0 and r["status_reason"] and r["stderr_tail"] for r in rows)
@@ -140,7 +150,7 @@ def test_a_cell_that_does_not_fit_is_recorded_as_oom_and_the_dag_completes(work,
 
 
 def test_rerunning_one_device_leaves_the_other_devices_records_identical(work, smoke_run):
-    two = [*SMOKE, "--configfile", "tests/configs/two-devices.yaml"]
+    two = smoke_with("tests/configs/two-devices.yaml")
     snakemake(work, "figures/all", *two, "--config", "device=cpu-a", env={"EDGEMOE_HOST_DEVICE": "cpu-a"})
     snakemake(work, "figures/all", *two, "--config", "device=cpu-b", env={"EDGEMOE_HOST_DEVICE": "cpu-b"})
     a_files = sorted((work / "results/cells/cpu-a").rglob("*"))
@@ -192,7 +202,7 @@ def test_real_weights_path_download_convert_quantize_bench_through_the_workflow(
         (work / "hf-test.yaml").write_text(yaml.safe_dump(cfg))
         env = {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": HF_TOKEN, "HF_HOME": str(work / "hf-home"),
                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"}
-        proc = snakemake(work, "figures/all", *SMOKE, "--configfile", "hf-test.yaml", env=env)
+        proc = snakemake(work, "figures/all", *smoke_with("hf-test.yaml"), env=env)
     rows = [r for rows in cell_records(work, "hf-check").values() for r in rows]
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
     for r in rows:
@@ -205,3 +215,32 @@ def test_real_weights_path_download_convert_quantize_bench_through_the_workflow(
               and HF_TOKEN.encode() in p.read_bytes()]
     leaked += [p for p in (work / ".snakemake/log").rglob("*") if p.is_file() and HF_TOKEN.encode() in p.read_bytes()]
     assert not leaked and HF_TOKEN not in proc.stdout + proc.stderr
+
+
+def test_tables_and_figures_rebuild_from_a_release_without_build_or_benchmark(work, smoke_run):
+    snakemake(work, "figures/all", *SMOKE)  # fresh tables of the smoke cells
+    fresh = pd.read_csv(work / "figures/tables/throughput.csv")
+    subprocess.run([sys.executable, "-m", "edgemoe.release", "results/runs.parquet", "data/released/test-rel"],
+                   cwd=work, check=True, capture_output=True)
+    released = [*SMOKE, "--config", "runs=released", "release=test-rel"]
+    dry = snakemake(work, "-n", "--forceall", "figures/all", *released).stdout
+    for rule in ("engine_source", "engine_build", "twin_model", "bench_cell"):
+        assert rule not in dry
+    t0 = time.monotonic()
+    snakemake(work, "figures/all", *released)
+    assert time.monotonic() - t0 < 30
+    again = pd.read_csv(work / "figures/tables/throughput.csv")
+    assert list(again.columns) == list(fresh.columns) and list(again.dtypes) == list(fresh.dtypes)
+    pd.testing.assert_frame_equal(again, fresh)
+    # a corrupted release names the file and line
+    import gzip
+
+    path = work / "data/released/test-rel/runs.jsonl.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    row = json.loads(lines[3])
+    row["tokens_per_s"] = "fast"
+    lines[3] = json.dumps(row)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    proc = snakemake(work, "figures/all", *released, check=False)
+    assert proc.returncode != 0
+    assert "runs.jsonl.gz:4: field 'tokens_per_s' should be double" in proc.stdout + proc.stderr

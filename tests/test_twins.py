@@ -67,3 +67,30 @@ def test_vocab_truncation_keeps_special_ids_valid():
     v = fit_vocab(dict(VOCAB, **{"tokenizer.ggml.eos_token_id": 91}), 50, "llama")
     assert len(v["tokenizer.ggml.tokens"]) == 50 and v["tokenizer.ggml.eos_token_id"] == 0
     assert v["tokenizer.ggml.pre"] == "llama-bpe"
+
+
+def test_twin_of_a_gguf_keeps_names_shapes_metadata_and_fits_block_spread(twin, tmp_path):
+    from edgemoe.twins import block_magnitudes, twin_of
+
+    _, _, d = twin
+    info = twin_of(d / "a.gguf", tmp_path / "of.gguf", seed=3, progress=False)
+    src, out = GGUFReader(d / "a.gguf"), GGUFReader(tmp_path / "of.gguf")
+    assert [(t.name, list(t.shape), t.tensor_type) for t in src.tensors] == \
+        [(t.name, list(t.shape), t.tensor_type) for t in out.tensors]
+    for key in ("olmoe.expert_count", "olmoe.block_count", "tokenizer.ggml.pre"):
+        assert out.fields[key].contents() == src.fields[key].contents()
+    assert out.fields["edgemoe.twin.of"].contents() == "a.gguf" and info["quant"] == "F16"
+    a, b = block_magnitudes(src), block_magnitudes(out)
+    for name in ("blk.0.ffn_up_exps.weight", "token_embd.weight", "blk.1.attn_q.weight"):
+        assert abs(a[name][0] - b[name][0]) < 0.05 and abs(a[name][1] - b[name][1]) < 0.05
+    assert sha(d / "a.gguf") != sha(tmp_path / "of.gguf")  # no weights copied
+
+
+def test_router_skew_makes_low_experts_heavier(tmp_path):
+    spec = ArchSpec.from_config("t", SPEC)
+    write_twin(spec, "t", 7, VOCAB, tmp_path / "skew.gguf", progress=False, router_skew=1.0)
+    r = GGUFReader(tmp_path / "skew.gguf")
+    router = np.asarray(next(t for t in r.tensors if t.name == "blk.0.ffn_gate_inp.weight").data)
+    norms = np.linalg.norm(router.reshape(8, -1), axis=1)
+    assert norms[0] > 3 * norms[-1]
+    assert r.fields["edgemoe.twin.router_skew"].contents() == 1.0

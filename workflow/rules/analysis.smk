@@ -26,7 +26,10 @@ rule tables:
     input:
         "results/runs.parquet",
     output:
-        multiext("figures/tables/throughput", ".csv", ".md", ".tex"),
+        csv=report("figures/tables/throughput.csv", caption="../report/throughput_table.rst", category="Tables"),
+        md="figures/tables/throughput.md",
+        tex="figures/tables/throughput.tex",
+        provenance=report("figures/tables/provenance.csv", caption="../report/provenance.rst", category="Provenance"),
     log:
         "results/logs/tables.log",
     script:
@@ -40,7 +43,8 @@ rule figure_throughput:
         runs="results/runs.parquet",
         style="workflow/figures.mplstyle",
     output:
-        multiext("figures/throughput", ".png", ".pdf"),
+        png=report("figures/throughput.png", caption="../report/throughput.rst", category="Figures"),
+        pdf="figures/throughput.pdf",
     log:
         "results/logs/figure_throughput.log",
     script:
@@ -51,6 +55,7 @@ rule figures_all:
     input:
         rules.tables.output,
         rules.figure_throughput.output,
+        rules.fidelity_table.output if config.get("fidelity") else [],
     output:
         "figures/all",
     log:

@@ -1,16 +1,21 @@
-# Model files: a shape twin written from the architecture spec, quantized by the pinned engine.
-# F16 is written, quantized to every configured type and deleted inside one job, so that at most
-# one model's F16 is on disk at a time.
+# Model files: a shape twin written from the architecture spec, or a Hugging Face checkpoint
+# converted by the engine's own script, quantized by the pinned engine. The F16 is written,
+# quantized to every configured type and deleted inside one job, so that at most one model's F16
+# is on disk at a time.
+# The engine's source and tools build are ancient(): a rebuilt or newly patched engine does not
+# requantize gigabytes of models; a different engine commit does (it is a param).
 
 
 rule twin_model:
     params:
         spec=lambda w: config["models"][w.model]["spec"],
         seed=lambda w: EXP.models[w.model].twin_seed,
+        router_skew=lambda w: config["models"][w.model]["twin"].get("router_skew", 0),
         quants=EXP.quants,
+        engine_commit=EXP.engine.get("commit") or EXP.engine["source"],
     input:
-        source=f"results/engine/{EXP.engine_id}/source.json",
-        tools=f"results/engine/{EXP.engine_id}/build/tools/build-info.json",
+        source=ancient(f"results/engine/{EXP.engine_id}/source.json"),
+        tools=ancient(f"results/engine/{EXP.engine_id}/build/tools/build-info.json"),
     output:
         ggufs=expand("results/models/{{model}}/{{tag}}/{quant}.gguf", quant=EXP.quants),
         infos=expand("results/models/{{model}}/{{tag}}/{quant}.json", quant=EXP.quants),
@@ -42,6 +47,7 @@ rule converted_model:
         spec=lambda w: config["models"][w.model]["spec"],
         weights=lambda w: EXP.models[w.model].weights,
         quants=EXP.quants,
+        engine_commit=EXP.engine.get("commit") or EXP.engine["source"],
     input:
         unpack(lambda w: EXP.weights_rule_input(w.model)),
         source=f"results/engine/{EXP.engine_id}/source.json",

@@ -1,10 +1,15 @@
-"""Validate every cell's records and merge them into the run table (edgemoe.records)."""
+"""Validate every cell's records and merge them into the run table (edgemoe.records).
+A bad record stops here with its file and line, on the console and in the log."""
 import sys
 
-from edgemoe.records import merge, read_jsonl, write_parquet
+from edgemoe.records import RecordError, merge, read_jsonl, write_parquet
 
-sys.stderr = open(snakemake.log[0], "w")
-sources = [(path, read_jsonl(path)) for path in snakemake.input.records]
-table = merge(sources)
-write_parquet(table, snakemake.output[0])
-print(f"{table.num_rows} rows from {len(sources)} files", file=sys.stderr)
+with open(snakemake.log[0], "w") as log:
+    try:
+        sources = [(path, read_jsonl(path)) for path in snakemake.input.records]
+        table = merge(sources)
+    except RecordError as e:
+        print(f"bad run record: {e}", file=log)
+        sys.exit(f"bad run record: {e}")
+    write_parquet(table, snakemake.output[0])
+    print(f"{table.num_rows} rows from {len(sources)} files", file=log)

@@ -12,5 +12,5 @@ make_twin_ggufs(
     quants=snakemake.params.quants, out_dir=Path(snakemake.output.ggufs[0]).parent,
     engine_src=Path(snakemake.input.source).parent / "source",
     quantize_exe=binary(snakemake.input.tools, "llama-quantize"), threads=snakemake.threads,
-    vocab_cache=Path("results/vocab"),
+    vocab_cache=Path("results/vocab"), router_skew=snakemake.params.router_skew,
 )

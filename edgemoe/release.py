@@ -1,0 +1,81 @@
+"""Publish a run table as a release: data/released/<id>/runs.jsonl.gz and a README that says what
+was measured, where, with what and when. No rule writes there, so a release is never rebuilt.
+
+    python -m edgemoe.release results/runs.parquet data/released/<release-id>
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from edgemoe.files import atomic_path, atomic_write_text
+from edgemoe.records import read_parquet
+
+
+def describe(runs) -> str:
+    """The README's facts, from the table itself."""
+    lines = []
+    for device, d in runs.groupby("device"):
+        first = d.iloc[0]
+        lines += [
+            f"- device `{device}` ({first['backend']}): {first['host_cpu']}, {first['host_logical_cpus']} logical "
+            f"CPUs, {first['host_memory_bytes'] / 2**30:.0f} GiB, {first['host_os']} (kernel {first['host_kernel']})",
+            f"  - engine `{first['engine']}`: llama.cpp {first['engine_commit']}, patches sha256 "
+            f"`{first['patches_sha256'] or 'none'}`, {first['cxx_compiler']}, flags {first['build_flags']}",
+            f"  - models: {', '.join(sorted(d['model'].unique()))}; weights: {', '.join(sorted(d['weights_source'].unique()))};"
+            f" quants: {', '.join(sorted(d['quant'].unique()))}; tests: {', '.join(sorted(d['test'].unique()))}",
+            f"  - {d['cell_id'].nunique()} cells, {len(d)} rows, statuses "
+            f"{d.groupby('status').size().to_dict()}, measured {d['cell_start_utc'].min()} to {d['cell_end_utc'].max()}",
+        ]
+    return "\n".join(lines)
+
+
+def release(parquet: Path, dest: Path, note: str = "") -> Path:
+    table = read_parquet(parquet)
+    runs = table.to_pandas()
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / "runs.jsonl.gz"
+    with atomic_path(out) as tmp:
+        with gzip.open(tmp, "wt") as f:
+            for row in table.to_pylist():
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+    readme = f"""# Release {dest.name}
+
+Per-run records (one JSON object per line, gzip; fields: data/README.md) from which
+`snakemake --cores 1 figures/all --config runs=released release={dest.name}` rebuilds every table
+and figure with no build and no benchmark.
+
+{note}
+
+## What, where, when (read from the records)
+{describe(runs)}
+
+## How measured
+llama-bench (`-o jsonl`, every repetition's time kept), one cell at a time with nothing else
+scheduled beside it; threads, GPU layers and weight-loading mode explicit; peak RSS of the
+benchmark process by os.wait4; intervals are 95% percentile-bootstrap intervals of the median.
+`is_twin` rows come from shape twins: the real models' architecture and sizes, random weights.
+
+## Licence
+The records are released under CC BY 4.0.
+"""
+    atomic_write_text(dest / "README.md", readme)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", type=Path, help="results/runs.parquet")
+    ap.add_argument("dest", type=Path, help="data/released/<release-id>")
+    ap.add_argument("--note", default="", help="a paragraph for the README (context, caveats)")
+    a = ap.parse_args(argv)
+    print(release(a.runs, a.dest, a.note))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
