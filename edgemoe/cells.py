@@ -171,6 +171,26 @@ def _last_line_with(text: str, markers: tuple[str, ...]) -> str:
     return ""
 
 
+def cell_warnings(samples: list, load_before: float, power_mode: str | None) -> list[str]:
+    """Reasons to distrust a cell: a busy host, throttling, the wrong power mode."""
+    from edgemoe.sampling import jetson_power_mode, throttle_summary
+
+    out = []
+    cpus = os.cpu_count() or 1
+    if load_before > 0.5 * cpus:
+        out.append(f"host busy before the cell (1-min load average {load_before:.1f} on {cpus} CPUs)")
+    t = throttle_summary(samples)
+    if t.get("thermal_pressure_worst") not in (None, "Nominal"):
+        out.append(f"thermal pressure {t['thermal_pressure_worst']}")
+    if t.get("nvml_throttle_reasons_or", 0) & ~0x1 & ~0x2:  # beyond idle / application clocks
+        out.append(f"NVML throttle reasons 0x{t['nvml_throttle_reasons_or']:x}")
+    if power_mode:
+        mode = jetson_power_mode()
+        if mode and power_mode not in str(mode.get("name")):
+            out.append(f"power mode is {mode.get('name')!r}, the profile expects {power_mode!r}")
+    return out
+
+
 def child_env(threads: int) -> dict[str, str]:
     """The benchmark's environment: Snakemake exports OMP_NUM_THREADS=<job threads>; the thread
     count measured must be the configured one, whatever --cores was."""
@@ -203,6 +223,9 @@ class CellSpec:
     memory_ceiling_bytes: int
     energy_sampler: str = "none"
     memory_limit_bytes: int | None = None
+    device_read_gbs: float | None = None
+    cooldown_s: float = 0.0
+    power_mode: str | None = None
 
 
 def _tool_versions(build_info: dict[str, Any]) -> str:
@@ -220,6 +243,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     """Run the cell under the bench lock; return its records (one per repetition, or one failure)."""
     import json
 
+    from edgemoe.bandwidth import weight_bytes_per_token
     from edgemoe.host import host_facts
     from edgemoe.sampling import NullSampler, energy_joules, idle_baseline_watts, make_sampler, peak_temperature
 
@@ -227,6 +251,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
                              spec.threads, spec.n_gpu_layers, spec.use_mmap)
     expected = (spec.n_prompt > 0) + (spec.n_gen > 0)
     with bench_lock(lock_path):
+        time.sleep(spec.cooldown_s)  # let the device cool down after the previous cell
         load_before = os.getloadavg()[0]
         sampler = make_sampler(spec.energy_sampler)
         sampler.start()
@@ -263,6 +288,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
         "peak_rss_bytes": result.peak_rss_bytes, "sys_mem_used_peak_bytes": result.sys_mem_used_peak_bytes,
         "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
         "memory_ceiling_bytes": spec.memory_ceiling_bytes, "memory_limit_bytes": spec.memory_limit_bytes,
+        "device_read_gbs": spec.device_read_gbs, "weight_bytes_per_token": weight_bytes_per_token(spec.model_path),
         "energy_sampler": spec.energy_sampler,
         "load_avg_before": load_before, "load_avg_after": load_after,
         "cell_start_utc": result.start_utc, "cell_end_utc": result.end_utc,
@@ -271,6 +297,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     }
     base.pop("host_name_hash", None)
     run_prefix = f"{spec.cell_id}@{result.start_utc}"  # unique per execution: reruns and releases merge
+    base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode)) or None
     temp, temp_source = peak_temperature(samples)
     base["temp_peak_c"], base["temp_source"] = temp, temp_source
     if status != "ok":

@@ -34,6 +34,8 @@ class Device:
     energy_sampler: str
     temperature: str
     description: str
+    cooldown_s: float = 0.0
+    power_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ class Experiment:
         ceiling = p["memory_ceiling_gb"]
         ceiling_bytes = total_memory_bytes() if ceiling == "auto" else int(float(ceiling) * 1e9)
         return Device(dev_id, p["backend"], tuple(p["cmake_flags"]), threads, p["n_gpu_layers"],
-                      ceiling_bytes, p["energy_sampler"], p["temperature"], p["description"])
+                      ceiling_bytes, p["energy_sampler"], p["temperature"], p["description"],
+                      float(p.get("cooldown_s", 0)), p.get("power_mode"))
 
     def _model(self, model_id: str) -> Model:
         models = self.cfg["models"]

@@ -47,7 +47,10 @@ def run_fidelity(real: Path, work: Path, quantize_exe: str, bench_exe: str, buil
         if info["quant"] in ("F16", "F32"):
             canonical_copy(f16, twin)
         else:
-            quantize(quantize_exe, f16, twin, info["quant"], device.threads, sys.stderr)
+            tmp = work / ".twin.quantize-tmp.gguf"
+            quantize(quantize_exe, f16, tmp, info["quant"], device.threads, sys.stderr)
+            canonical_copy(tmp, twin)
+            tmp.unlink()
     finally:
         f16.unlink(missing_ok=True)
     real_types = info["source_tensor_types"]

@@ -68,3 +68,154 @@ def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_pat
                  fontsize=7, y=1.0)
     fig.tight_layout()
     save(fig, out_paths)
+
+
+def _bench(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["kind"] == "bench"]
+
+
+def _order(runs: pd.DataFrame, models: list[str]) -> list[str]:
+    present = set(runs["model"])
+    return [m for m in models if m in present] + sorted(present - set(models))
+
+
+def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> None:
+    """Generation throughput of each model relative to the same-active dense baseline, per device,
+    with the bootstrap interval of the ratio; 1 = as fast as the baseline."""
+    from edgemoe.stats import ratio_ci
+
+    plt.style.use(style)
+    bench = _bench(runs)
+    order = [m for m in _order(bench, models) if m != baseline]
+    colours = model_colours(_order(bench, models))
+    devices = sorted(bench["device"].unique())
+    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.8 + 0.35 * len(order)))
+    for ax, device in zip(axes[0], devices):
+        d = bench[(bench["device"] == device) & (bench["phase"] == "tg") & (bench["status"] == "ok")]
+        base = d.loc[d["model"] == baseline, "tokens_per_s"]
+        for i, model in enumerate(order):
+            r = ratio_ci(d.loc[d["model"] == model, "tokens_per_s"], base)
+            if pd.isna(r.value):
+                ax.annotate(" not measured / failed", (1, i), va="center", fontsize=7, color="crimson")
+                continue
+            ax.errorbar(r.value, i, xerr=[[r.value - r.lo], [r.hi - r.value]], fmt="o", color=colours[model], capsize=3)
+            ax.annotate(f"{(r.value - 1) * 100:+.0f}%", (r.hi, i), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+        ax.axvline(1, color="grey", lw=0.8, ls="--")
+        ax.set_yticks(range(len(order)), order)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_xlabel(f"generation tok/s relative to {baseline}")
+        ax.set_title(device, loc="left")
+    fig.tight_layout()
+    save(fig, out_paths)
+
+
+def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+    """Peak RSS of the benchmark process and model file size per model, against the device's
+    memory ceiling; failed cells marked with their status."""
+    plt.style.use(style)
+    bench = _bench(runs)
+    order = _order(bench, models)
+    colours = model_colours(order)
+    devices = sorted(bench["device"].unique())
+    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * len(order)))
+    for ax, device in zip(axes[0], devices):
+        d = bench[bench["device"] == device]
+        ceiling = d["memory_ceiling_bytes"].max() / 2**30
+        for i, model in enumerate(order):
+            m = d[d["model"] == model]
+            if m.empty:
+                continue
+            ax.barh(i, m["peak_rss_bytes"].max() / 2**30, color=colours[model], height=0.6)
+            ax.plot(m["gguf_bytes"].max() / 2**30, i, marker="|", ms=12, color="black")
+            bad = m[m["status"] != "ok"]
+            if not bad.empty:
+                ax.annotate(f" {bad.iloc[0]['status'].upper()}", (m["peak_rss_bytes"].max() / 2**30, i),
+                            va="center", fontsize=7, color="crimson")
+        ax.axvline(ceiling, color="crimson", lw=1, ls="--")
+        ax.annotate(f"ceiling {ceiling:.0f} GiB", (ceiling, len(order) - 0.5), ha="right", va="bottom",
+                    fontsize=7, color="crimson", xytext=(-2, 2), textcoords="offset points")
+        ax.set_yticks(range(len(order)), order)
+        ax.set_ylim(len(order) - 0.5, -0.7)
+        ax.set_xlabel("peak RSS (GiB); | = model file size")
+        ax.set_title(device, loc="left")
+    fig.tight_layout()
+    save(fig, out_paths)
+
+
+def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+    """Net joules per generated token (idle baseline subtracted); a device without an energy
+    counter says so instead of showing zeros."""
+    plt.style.use(style)
+    bench = _bench(runs)
+    order = _order(bench, models)
+    colours = model_colours(order)
+    devices = sorted(bench["device"].unique())
+    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * len(order)))
+    for ax, device in zip(axes[0], devices):
+        d = bench[(bench["device"] == device) & (bench["phase"] == "tg")]
+        e = d.dropna(subset=["energy_j_per_token_net"])
+        if e.empty:
+            reasons = sorted(set(d["energy_reason"].dropna())) or ["no generation cells"]
+            ax.text(0.5, 0.5, "energy not measured on this device:\n" + "\n".join(reasons[:2]), ha="center",
+                    va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            for i, model in enumerate(order):
+                v = e.loc[e["model"] == model, "energy_j_per_token_net"]
+                if len(v):
+                    est = median_ci(v)
+                    ax.barh(i, est.value, color=colours[model], height=0.6)
+                    ax.errorbar(est.value, i, xerr=[[est.value - est.lo], [est.hi - est.value]], color="black", capsize=2)
+            ax.set_yticks(range(len(order)), order)
+            ax.set_ylim(len(order) - 0.5, -0.5)
+            ax.set_xlabel("energy per generated token (J, net of idle)")
+        ax.set_title(device, loc="left")
+    fig.tight_layout()
+    save(fig, out_paths)
+
+
+def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+    """Generation tok/s against weight bytes read per token (left) and against active and total
+    parameters (right), with the device's measured read-bandwidth roofline: if cost tracked active
+    parameters, the MoE would sit with the dense models of its active size."""
+    import numpy as np
+
+    plt.style.use(style)
+    bench = _bench(runs)
+    order = _order(bench, models)
+    colours = model_colours(order)
+    devices = sorted(bench["device"].unique())
+    fig, axes = plt.subplots(len(devices), 2, squeeze=False, figsize=(6.8, 2.6 * len(devices)))
+    for row, device in enumerate(devices):
+        d = bench[(bench["device"] == device) & (bench["phase"] == "tg") & (bench["status"] == "ok")]
+        ax_b, ax_p = axes[row]
+        for model in order:
+            m = d[d["model"] == model]
+            if m.empty:
+                continue
+            est = median_ci(m["tokens_per_s"])
+            gb = m["weight_bytes_per_token"].max() / 1e9
+            ax_b.errorbar(gb, est.value, yerr=[[est.value - est.lo], [est.hi - est.value]], fmt="o",
+                          color=colours[model], label=model, capsize=2)
+            ax_p.plot(m["params_active"].max() / 1e9, est.value, "o", color=colours[model])
+            ax_p.plot(m["params_total"].max() / 1e9, est.value, "o", mfc="none", color=colours[model])
+            if m["params_active"].max() != m["params_total"].max():
+                ax_p.annotate("", (m["params_total"].max() / 1e9, est.value), (m["params_active"].max() / 1e9, est.value),
+                              arrowprops=dict(arrowstyle="-", color=colours[model], ls=":"))
+        bw = d["device_read_gbs"].dropna()
+        if len(bw) and d["weight_bytes_per_token"].notna().any():
+            xs = np.linspace(0.05, d["weight_bytes_per_token"].max() / 1e9 * 1.3, 50)
+            ax_b.plot(xs, bw.median() / xs, color="grey", ls="--", lw=0.8,
+                      label=f"read bandwidth {bw.median():.1f} GB/s")
+        ax_b.set_xlabel("weight bytes read per token (GB)")
+        ax_b.set_ylabel("generation tok/s")
+        ax_b.set_ylim(bottom=0, top=max(d["tokens_per_s"].max() * 1.4, 1) if len(d) else 1)
+        ax_b.set_title(device, loc="left")
+        ax_b.legend(fontsize=6, loc="upper right")
+        ax_p.set_xlabel("parameters (B): filled = active, open = total")
+        ax_p.set_ylabel("generation tok/s")
+        ax_p.set_ylim(bottom=0)
+    fig.tight_layout()
+    save(fig, out_paths)

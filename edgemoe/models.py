@@ -19,33 +19,45 @@ from edgemoe.twins import load_vocab, vocab_name, write_twin
 
 
 def quantize(quantize_exe: str, f16: Path, out: Path, quant: str, threads: int, log) -> None:
-    """llama-quantize into a temp file, then the canonical copy to `out`."""
-    tmp = out.with_name(f".{out.name}.quantize-tmp")
-    try:
-        proc = subprocess.run([quantize_exe, str(f16), str(tmp), quant, str(threads)],
-                              stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"llama-quantize {f16.name} -> {quant} failed (exit {proc.returncode}); see the log")
-        canonical_copy(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """llama-quantize into `out` (a temp file the caller copies into place)."""
+    proc = subprocess.run([quantize_exe, str(f16), str(out), quant, str(threads)], stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        out.unlink(missing_ok=True)
+        raise RuntimeError(f"llama-quantize {f16.name} -> {quant} failed (exit {proc.returncode}); see the log")
 
 
 def quantize_all(f16: Path, out_dir: Path, quants: list[str], quantize_exe: str, threads: int,
-                 provenance: dict[str, Any]) -> None:
-    """Every configured quant of one F16 GGUF, each with its sidecar JSON."""
-    for quant in quants:
-        out = out_dir / f"{quant}.gguf"
-        t0 = time.monotonic()
-        if quant == "F16":
-            canonical_copy(f16, out)
-        else:
-            quantize(quantize_exe, f16, out, quant, threads, sys.stderr)
-        atomic_write_json(out_dir / f"{quant}.json", {
-            **provenance, "quant": quant, "gguf_sha256": sha256_file(out), "gguf_bytes": out.stat().st_size,
-            "quantize_seconds": round(time.monotonic() - t0, 2),
-            "written_by": "canonical_copy (16 MiB writes, fsync, rename)",
-        })
+                 provenance: dict[str, Any], f16_is_temporary: bool = True) -> None:
+    """Every configured quant of one F16 GGUF, each with its sidecar JSON.
+
+    All quants are made first and the F16 deleted before the canonical copies, so the peak disk
+    use is F16 + the quantized files (OLMoE at Q4_K_M: 13.8 + 4.2 GB), not F16 + two copies."""
+    tmps: dict[str, Path] = {}
+    seconds: dict[str, float] = {}
+    try:
+        for quant in quants:
+            t0 = time.monotonic()
+            if quant == "F16":
+                tmps[quant] = f16
+            else:
+                tmps[quant] = out_dir / f".{quant}.quantize-tmp.gguf"
+                quantize(quantize_exe, f16, tmps[quant], quant, threads, sys.stderr)
+            seconds[quant] = round(time.monotonic() - t0, 2)
+        if f16_is_temporary and "F16" not in quants:
+            f16.unlink(missing_ok=True)
+        for quant, tmp in tmps.items():
+            out = out_dir / f"{quant}.gguf"
+            canonical_copy(tmp, out)
+            if tmp != f16 or f16_is_temporary:
+                tmp.unlink(missing_ok=True)
+            atomic_write_json(out_dir / f"{quant}.json", {
+                **provenance, "quant": quant, "gguf_sha256": sha256_file(out), "gguf_bytes": out.stat().st_size,
+                "quantize_seconds": seconds[quant], "written_by": "canonical_copy (16 MiB writes, fsync, rename)",
+            })
+    finally:
+        for tmp in tmps.values():
+            if tmp != f16:
+                tmp.unlink(missing_ok=True)
 
 
 def _base(model_id: str, spec: ArchSpec, weights_source: str) -> dict[str, Any]:
@@ -110,7 +122,7 @@ def make_local_gguf(model_id: str, spec_cfg: dict[str, Any], gguf: Path, quants:
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance = {**_base(model_id, spec, "local"), "local_path": str(gguf), "local_sha256": sha256_file(gguf)}
     if ftype in (0, 1, 32):  # ALL_F32, MOSTLY_F16, MOSTLY_BF16
-        quantize_all(gguf, out_dir, quants, quantize_exe, threads, provenance)
+        quantize_all(gguf, out_dir, quants, quantize_exe, threads, provenance, f16_is_temporary=False)
         return
     raise ValueError(f"models.{model_id}.local: {gguf} is already quantized (file type {ftype}); give an "
                      "F16/BF16 GGUF or a Hugging Face checkpoint folder, so every quant is made the same way")

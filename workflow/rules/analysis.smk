@@ -4,7 +4,12 @@
 def run_record_files(wildcards):
     """fresh: this device's cells (+ other devices' records on disk); released: the release only."""
     released = [EXP.release_file] if EXP.runs in ("released", "both") else []
-    fresh = EXP.cells(EXP.device_id) + EXP.other_device_records() if EXP.runs != "released" else []
+    if EXP.runs == "released":
+        fresh = []
+    elif ROUNDS["enabled"]:
+        fresh = round_record_files() + other_device_round_records()
+    else:
+        fresh = EXP.cells(EXP.device_id) + EXP.other_device_records()
     return released + fresh
 
 
@@ -36,26 +41,43 @@ rule tables:
         "../scripts/tables.py"
 
 
-rule figure_throughput:
-    params:
-        models=list(EXP.models),
-    input:
-        runs="results/runs.parquet",
-        style="workflow/figures.mplstyle",
-    output:
-        png=report("figures/throughput.png", caption="../report/throughput.rst", category="Figures"),
-        pdf="figures/throughput.pdf",
-    log:
-        "results/logs/figure_throughput.log",
-    script:
-        "../scripts/figure_throughput.py"
+# One rule per figure (figure_<name>): PNG and PDF, the style file an input of each.
+FIGURES = {
+    "throughput": "throughput_figure",
+    "gap": "gap_figure",
+    "memory": "memory_figure",
+    "energy": "energy_figure",
+    "roofline": "roofline_figure",
+}
+
+for _name, _function in FIGURES.items():
+
+    rule:
+        name:
+            f"figure_{_name}"
+        params:
+            function=_function,
+            models=list(EXP.models),
+            baseline=EXP.baseline,
+        input:
+            runs="results/runs.parquet",
+            style="workflow/figures.mplstyle",
+        output:
+            png=report(f"figures/{_name}.png", caption=f"../report/{_name}.rst", category="Figures"),
+            pdf=f"figures/{_name}.pdf",
+        log:
+            f"results/logs/figure_{_name}.log",
+        script:
+            "../scripts/figure.py"
 
 
 rule figures_all:
     input:
         rules.tables.output,
-        rules.figure_throughput.output,
+        expand("figures/{name}.{ext}", name=FIGURES, ext=["png", "pdf"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
+        drift=lambda w: [f"figures/drift/{EXP.device_id}/{EXP.engine_id}.{e}" for e in ("png", "pdf")]
+        if ROUNDS["enabled"] and EXP.runs != "released" else [],
     output:
         "figures/all",
     log:

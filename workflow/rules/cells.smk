@@ -17,6 +17,7 @@ rule bench_cell:
         build=lambda w: f"{build_dir(w.device)}/build-info.json",
         gguf="results/models/{model}/{tag}/{quant}.gguf",
         model_info="results/models/{model}/{tag}/{quant}.json",
+        bandwidth="results/bandwidth/{device}.json",
     output:
         records="results/cells/{device}/{engine}/{model}/{tag}/{quant}/{test}.jsonl",
         raw="results/cells/{device}/{engine}/{model}/{tag}/{quant}/{test}.llama-bench.jsonl",
@@ -27,3 +28,20 @@ rule bench_cell:
         bench=1,
     script:
         "../scripts/bench_cell.py"
+
+
+rule bandwidth:
+    params:
+        threads=lambda w: EXP.devices[w.device].threads,
+        lock=BENCH_LOCK,
+    input:
+        source="workflow/bench/stream.c",
+    output:
+        "results/bandwidth/{device}.json",
+    log:
+        "results/logs/bandwidth/{device}.log",
+    threads: workflow.cores
+    resources:
+        bench=1,
+    script:
+        "../scripts/bandwidth.py"

@@ -17,6 +17,8 @@ spec = CellSpec(
     threads=p.device.threads, n_gpu_layers=p.device.n_gpu_layers, use_mmap=p.use_mmap,
     timeout_s=p.timeout_s, memory_ceiling_bytes=p.device.memory_ceiling_bytes,
     energy_sampler=p.device.energy_sampler, memory_limit_bytes=int(limit * 1e9) if limit else None,
+    device_read_gbs=json.loads(Path(snakemake.input.bandwidth).read_text())["read_gbs"],
+    cooldown_s=p.device.cooldown_s, power_mode=p.device.power_mode,
 )
 records = run_bench_cell(spec, Path(snakemake.output.raw), Path(snakemake.log[0]), Path(p.lock))
 write_jsonl(snakemake.output.records, records)

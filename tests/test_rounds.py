@@ -1,0 +1,217 @@
+"""Rounds: order and chain, paired ratios over rounds, adaptive stopping, and a simulated drifting
+machine on which the block design is biased and the rounds' paired ratio is not."""
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgemoe.rounds import (
+    After,
+    chain,
+    decide,
+    halfwidth,
+    headline_pairs,
+    paired_ratios,
+    paired_values,
+    per_model,
+    predecessor,
+    round_order,
+    simulate,
+)
+from edgemoe.stats import ratio_ci
+
+CELLS = ["olmoe/Q4_K_M/t", "llama/Q4_K_M/t", "qwen/Q4_K_M/t", "gemma/Q4_K_M/t"]
+
+
+# ---- order and chain -------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["balanced", "shuffled"])
+def test_round_order_is_a_deterministic_permutation(mode):
+    for k in range(6):
+        o = round_order(CELLS, 7, k, mode)
+        assert sorted(o) == sorted(CELLS)
+        assert o == round_order(list(reversed(CELLS)), 7, k, mode)  # config listing order does not matter
+    orders = {tuple(round_order(CELLS, 7, k, mode)) for k in range(12)}
+    assert len(orders) > 3  # really shuffled per round
+    assert [round_order(CELLS, 7, k, mode) for k in range(6)] != [round_order(CELLS, 8, k, mode) for k in range(6)]
+
+
+def test_balanced_rounds_come_in_reversed_pairs():
+    for j in range(5):
+        assert round_order(CELLS, 3, 2 * j + 1) == round_order(CELLS, 3, 2 * j)[::-1]
+
+
+def test_bad_order_arguments():
+    with pytest.raises(ValueError):
+        round_order(CELLS, 1, 0, "sorted")
+    with pytest.raises(ValueError):
+        round_order(CELLS + CELLS[:1], 1, 0)
+    with pytest.raises(ValueError):
+        predecessor(CELLS, 1, 0, "nope/Q/t")
+
+
+def test_chain_runs_every_cell_once_after_the_previous_round():
+    seen = []
+    for k in range(4):
+        c = chain(CELLS, 5, k)
+        assert [cell for cell, _ in c] == round_order(CELLS, 5, k)
+        assert c[0][1] == (After(k - 1, None) if k else None)  # first cell waits for the last decision
+        for (prev, _), (_, after) in itertools.pairwise(c):
+            assert after == After(k, prev)
+        seen += [(k, cell) for cell, _ in c]
+    assert len(seen) == len(set(seen)) == 4 * len(CELLS)
+
+
+def test_headline_pairs_put_the_same_active_baseline_first():
+    fam = {"olmoe": "moe", "qwen": "dense", "llama": "dense", "gemma": "dense"}
+    assert headline_pairs(fam, "llama") == [("olmoe", "llama"), ("olmoe", "qwen"), ("olmoe", "gemma")]
+    assert headline_pairs(fam, "llama", "baseline") == [("olmoe", "llama")]
+
+
+# ---- paired statistics -----------------------------------------------------------------------
+def _rows(values):
+    """{(round, model): [tok/s per repetition]} -> run-table-like rows."""
+    return pd.DataFrame([{"device": "d", "engine": "e", "quant": "Q", "test": "t", "phase": "tg", "status": "ok",
+                          "round": k, "model": m, "tokens_per_s": v}
+                         for (k, m), vs in values.items() for v in vs])
+
+
+def test_paired_ratio_is_the_median_of_within_round_ratios():
+    df = _rows({(0, "a"): [10, 11, 12], (0, "b"): [20], (1, "a"): [30], (1, "b"): [40],
+                (2, "a"): [5], (2, "b"): [10], (3, "a"): [9]})  # round 3 has no b: not a pair
+    assert list(paired_values(df, "a", "b")) == [11 / 20, 30 / 40, 5 / 10]
+    e = paired_ratios(df, "a", "b")
+    assert e.value == pytest.approx(11 / 20) and e.n == 3
+    assert e.lo == pytest.approx(0.5) and e.hi == pytest.approx(0.75)
+
+
+def test_failed_cells_and_other_phases_are_not_paired():
+    df = _rows({(0, "a"): [10], (0, "b"): [20], (1, "a"): [10], (1, "b"): [40]})
+    df.loc[(df["round"] == 1) & (df["model"] == "b"), "status"] = "crash"
+    pp = _rows({(0, "a"): [1000], (0, "b"): [1]}).assign(phase="pp")
+    e = paired_ratios(pd.concat([df, pp]), "a", "b")
+    assert e.value == 0.5 and e.n == 1
+    assert math.isnan(paired_ratios(df, "a", "missing").value)
+
+
+def test_paired_ratios_refuse_mixed_tests():
+    df = pd.concat([_rows({(0, "a"): [1], (0, "b"): [2]}), _rows({(0, "a"): [1], (0, "b"): [2]}).assign(test="u")])
+    with pytest.raises(ValueError, match="test"):
+        paired_ratios(df, "a", "b")
+
+
+def test_per_model_is_the_median_over_round_medians():
+    df = _rows({(0, "a"): [1, 2, 100], (1, "a"): [3, 4, 5], (2, "a"): [7, 8, 9]})
+    p = per_model(df, "tg")
+    assert len(p) == 1 and p.iloc[0]["value"] == 4 and p.iloc[0]["n_rounds"] == 3
+    assert p.iloc[0]["lo"] == 2 and p.iloc[0]["hi"] == 8
+
+
+# ---- the drifting machine ----------------------------------------------------------------------
+SPEEDS = {"moe": 60.0, "dense": 100.0}  # true ratio 0.6
+TRUE = SPEEDS["moe"] / SPEEDS["dense"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("drift", [0.01, 0.002])
+def test_drift_biases_the_block_design_but_not_paired_rounds(seed, drift):
+    kw = {"n_rounds": 10, "repetitions": 3, "drift_per_step": drift, "noise_sd": 0.005, "seed": seed}
+    block = simulate(SPEEDS, design="block", **kw)
+    rb = ratio_ci(block.loc[block["model"] == "moe", "tokens_per_s"], block.loc[block["model"] == "dense", "tokens_per_s"])
+    assert not (rb.lo <= TRUE <= rb.hi), f"block design should be biased: {rb}"
+    assert rb.lo > TRUE  # the first model ran on the faster (cooler) machine
+    rounds = simulate(SPEEDS, design="rounds", **kw)
+    rr = paired_ratios(rounds, "moe", "dense")
+    assert rr.lo <= TRUE <= rr.hi, f"paired rounds should cover the true ratio: {rr}"
+    assert halfwidth(rr) < 0.05  # and not by being uselessly wide
+    # the machine really drifted during the rounds: the last round is slower than the first
+    r = rounds.groupby("round")["tokens_per_s"].median()
+    assert r.iloc[-1] < r.iloc[0]
+
+
+def test_without_drift_both_designs_cover_the_truth():
+    kw = {"n_rounds": 10, "repetitions": 3, "drift_per_step": 0.0, "noise_sd": 0.01, "seed": 4}
+    block = simulate(SPEEDS, design="block", **kw)
+    rb = ratio_ci(block.loc[block["model"] == "moe", "tokens_per_s"], block.loc[block["model"] == "dense", "tokens_per_s"])
+    rr = paired_ratios(simulate(SPEEDS, design="rounds", **kw), "moe", "dense")
+    assert rb.lo <= TRUE <= rb.hi and rr.lo <= TRUE <= rr.hi
+
+
+def test_simulated_timeline_is_one_step_per_repetition():
+    d = simulate({"a": 1.0, "b": 1.0}, design="rounds", n_rounds=2, repetitions=3, drift_per_step=0.1)
+    assert sorted(d["step"]) == list(range(12))
+    first = d[d["step"] == 0].iloc[0]
+    assert first["tokens_per_s"] == 1.0 and d[d["step"] == 11].iloc[0]["tokens_per_s"] == pytest.approx(0.9 ** 11)
+
+
+# ---- stopping ----------------------------------------------------------------------------------
+PAIRS = [("moe", "dense")]
+
+
+def _sim(n_rounds, noise=0.002, drift=0.001, step_s=10.0):
+    return simulate(SPEEDS, design="rounds", n_rounds=n_rounds, repetitions=2, drift_per_step=drift,
+                    noise_sd=noise, seed=9, step_s=step_s)
+
+
+def test_target_met_stops_but_not_before_min_rounds():
+    d = decide(_sim(2), 0.02, None, pairs=PAIRS, min_rounds=3)
+    assert d["continue"] and d["reason"] == "fewer than min_rounds" and d["rounds_done"] == 2
+    d = decide(_sim(4), 0.02, None, pairs=PAIRS, min_rounds=3)
+    assert not d["continue"] and d["reason"] == "target met"
+    assert d["worst_halfwidth"] <= 0.02 and d["ratios"][0]["met"] and d["ratios"][0]["num"] == "moe"
+
+
+def test_noisy_machine_keeps_going_until_budget_or_cap():
+    noisy = _sim(4, noise=0.2)
+    d = decide(noisy, 0.02, None, pairs=PAIRS)
+    assert d["continue"] and d["reason"] == "target not met" and d["worst_halfwidth"] > 0.02
+    # each round: 2 models x 2 repetitions x 10 s = 40 s; 4 rounds used 160 s; a fifth does not fit in 190 s
+    d = decide(noisy, 0.02, 190, pairs=PAIRS)
+    assert d["used_s"] == pytest.approx(160) and d["last_round_s"] == pytest.approx(40)
+    assert not d["continue"] and d["reason"] == "budget spent"
+    assert decide(noisy, 0.02, 200, pairs=PAIRS)["continue"]
+    d = decide(noisy, 0.02, None, pairs=PAIRS, max_rounds=4)
+    assert not d["continue"] and d["reason"] == "max rounds"
+
+
+def test_budget_counts_measuring_time_not_interruptions():
+    d = _sim(4, noise=0.2)
+    late = d["round"] >= 2  # rounds 2 and 3 resumed a day later
+    for c in ("cell_start_utc", "cell_end_utc"):
+        d.loc[late, c] = (pd.to_datetime(d.loc[late, c]) + pd.Timedelta(days=1)).map(lambda t: t.isoformat())
+    assert decide(d, 0.02, 200, pairs=PAIRS)["continue"]
+    start = d["cell_start_utc"].min()
+    assert decide(d, 0.02, 200, start, PAIRS)["reason"] == "budget spent"  # wall-clock mode counts the day
+
+
+def test_fixed_number_of_rounds():
+    assert decide(_sim(4), None, None, pairs=PAIRS, max_rounds=5)["reason"] == "fixed number of rounds"
+    d = decide(_sim(5), None, None, pairs=PAIRS, max_rounds=5)
+    assert not d["continue"] and d["reason"] == "max rounds"
+
+
+def test_a_pair_that_never_measured_is_reported_not_targeted():
+    d = _sim(4)
+    d.loc[d["model"] == "dense", "status"] = "oom"
+    out = decide(d, 0.02, None, pairs=PAIRS, max_rounds=6)
+    assert out["continue"] and out["reason"] == "target not met" and out["unmeasurable"] == ["moe/dense Q t"]
+
+
+def test_decision_is_json_serialisable():
+    import json
+
+    json.dumps(decide(_sim(3, noise=0.05), 0.02, 1000, pairs=PAIRS + [("moe", "absent")]), allow_nan=False)
+
+
+def test_drift_figure_writes_png_and_pdf(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("seaborn")
+    from edgemoe.rounds import drift_figure
+
+    d = _sim(4, drift=0.01)
+    d = pd.concat([d, d.assign(phase="pp", tokens_per_s=d["tokens_per_s"] * 10)])
+    out = [str(tmp_path / "drift.png"), str(tmp_path / "drift.pdf")]
+    drift_figure(d, ["moe", "dense"], None, out)
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("drift.png", "drift.pdf"))
+    assert np.isfinite(per_model(d)["value"]).all()
