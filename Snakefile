@@ -18,6 +18,7 @@ include: "workflow/rules/engine.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/cells.smk"
 include: "workflow/rules/rounds.smk"
+include: "workflow/rules/profile.smk"
 include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/analysis.smk"
 

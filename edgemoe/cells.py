@@ -239,12 +239,44 @@ def _tool_versions(build_info: dict[str, Any]) -> str:
                        build_info.get("binaries", {}).get("llama-bench", {}).get("sha256")}, sort_keys=True)
 
 
-def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path: Path) -> list[dict[str, Any]]:
-    """Run the cell under the bench lock; return its records (one per repetition, or one failure)."""
+def base_record(spec: CellSpec, result: ProcessResult) -> dict[str, Any]:
+    """The fields every record of a cell shares: provenance, settings, host, memory."""
     import json
 
     from edgemoe.bandwidth import weight_bytes_per_token
     from edgemoe.host import host_facts
+
+    b, m = spec.build_info, spec.model_info
+    base: dict[str, Any] = {
+        "cell_id": spec.cell_id, "kind": "bench", "exit_code": result.exit_code, "signal": result.signal,
+        "device": spec.device_id, "backend": spec.backend,
+        "engine": b["engine"], "engine_commit": b["commit"], "engine_source_sha256": b["source"].get("sha256"),
+        "patches": json.dumps(b["patches"]), "patches_sha256": b.get("patches_sha256"),
+        "build_flags": json.dumps(b["cmake_flags"]), "c_compiler": b["c_compiler"], "cxx_compiler": b["cxx_compiler"],
+        "model": m["model"], "model_family": m["family"], "weights_source": m["weights_source"],
+        "is_twin": m["weights_source"] == "twin", "twin_seed": m.get("twin_seed"),
+        "hf_repo": m.get("hf_repo"), "hf_revision": m.get("hf_revision"),
+        "params_total": m["params_total"], "params_active": m["params_active"],
+        "quant": m["quant"], "gguf_sha256": m["gguf_sha256"], "gguf_bytes": m["gguf_bytes"],
+        "test": spec.test, "n_prompt": spec.n_prompt, "n_gen": spec.n_gen, "n_threads": spec.threads,
+        "n_gpu_layers": spec.n_gpu_layers, "use_mmap": spec.use_mmap, "n_repetitions": spec.repetitions,
+        "peak_rss_bytes": result.peak_rss_bytes, "sys_mem_used_peak_bytes": result.sys_mem_used_peak_bytes,
+        "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
+        "memory_ceiling_bytes": spec.memory_ceiling_bytes, "memory_limit_bytes": spec.memory_limit_bytes,
+        "device_read_gbs": spec.device_read_gbs, "weight_bytes_per_token": weight_bytes_per_token(spec.model_path),
+        "energy_sampler": spec.energy_sampler,
+        "cell_start_utc": result.start_utc, "cell_end_utc": result.end_utc,
+        "tool_versions": _tool_versions(b),
+        **host_facts(),
+    }
+    base.pop("host_name_hash", None)
+    return base
+
+
+def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path: Path) -> list[dict[str, Any]]:
+    """Run the cell under the bench lock; return its records (one per repetition, or one failure)."""
+    import json
+
     from edgemoe.sampling import NullSampler, energy_joules, idle_baseline_watts, make_sampler, peak_temperature
 
     cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen, spec.repetitions,
@@ -270,34 +302,11 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
         rows = []
     status, reason = classify(result, rows, expected)
 
-    b, m = spec.build_info, spec.model_info
-    base: dict[str, Any] = {
-        "cell_id": spec.cell_id, "kind": "bench", "status": status, "status_reason": reason or None,
-        "exit_code": result.exit_code, "signal": result.signal,
-        "device": spec.device_id, "backend": spec.backend,
-        "engine": b["engine"], "engine_commit": b["commit"], "engine_source_sha256": b["source"].get("sha256"),
-        "patches": json.dumps(b["patches"]), "patches_sha256": b.get("patches_sha256"),
-        "build_flags": json.dumps(b["cmake_flags"]), "c_compiler": b["c_compiler"], "cxx_compiler": b["cxx_compiler"],
-        "model": m["model"], "model_family": m["family"], "weights_source": m["weights_source"],
-        "is_twin": m["weights_source"] == "twin", "twin_seed": m.get("twin_seed"),
-        "hf_repo": m.get("hf_repo"), "hf_revision": m.get("hf_revision"),
-        "params_total": m["params_total"], "params_active": m["params_active"],
-        "quant": m["quant"], "gguf_sha256": m["gguf_sha256"], "gguf_bytes": m["gguf_bytes"],
-        "test": spec.test, "n_threads": spec.threads, "n_gpu_layers": spec.n_gpu_layers,
-        "use_mmap": spec.use_mmap, "n_repetitions": spec.repetitions,
-        "peak_rss_bytes": result.peak_rss_bytes, "sys_mem_used_peak_bytes": result.sys_mem_used_peak_bytes,
-        "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
-        "memory_ceiling_bytes": spec.memory_ceiling_bytes, "memory_limit_bytes": spec.memory_limit_bytes,
-        "device_read_gbs": spec.device_read_gbs, "weight_bytes_per_token": weight_bytes_per_token(spec.model_path),
-        "energy_sampler": spec.energy_sampler,
-        "load_avg_before": load_before, "load_avg_after": load_after,
-        "cell_start_utc": result.start_utc, "cell_end_utc": result.end_utc,
-        "tool_versions": _tool_versions(b), "raw_output": str(raw_path),
-        **host_facts(),
-    }
-    base.pop("host_name_hash", None)
-    run_prefix = f"{spec.cell_id}@{result.start_utc}"  # unique per execution: reruns and releases merge
+    base = base_record(spec, result)
+    base.update(status=status, status_reason=reason or None, load_avg_before=load_before, load_avg_after=load_after,
+                raw_output=str(raw_path))
     base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode)) or None
+    run_prefix = f"{spec.cell_id}@{result.start_utc}"  # unique per execution: reruns and releases merge
     temp, temp_source = peak_temperature(samples)
     base["temp_peak_c"], base["temp_source"] = temp, temp_source
     if status != "ok":

@@ -217,17 +217,33 @@ class Experiment:
         m = self.models[model_id]
         return f"results/models/{model_id}/{m.weights_tag}/{quant}.gguf"
 
+    def cell_dir(self, kind: str, device: str, model_id: str, quant: str) -> str:
+        """results/<kind>/<device>/<engine>/<model>/<weights tag>/<quant>: kind = cells, profile, depth."""
+        return f"results/{kind}/{device}/{self.engine_id}/{model_id}/{self.models[model_id].weights_tag}/{quant}"
+
     def cell_file(self, device: str, model_id: str, quant: str, test: str) -> str:
-        m = self.models[model_id]
-        return f"results/cells/{device}/{self.engine_id}/{model_id}/{m.weights_tag}/{quant}/{test}.jsonl"
+        return f"{self.cell_dir('cells', device, model_id, quant)}/{test}.jsonl"
 
     def cells(self, device: str) -> list[str]:
         return [self.cell_file(device, m, q, t) for m in self.models for q in self.quants for t in self.tests]
+
+    def profile_cells(self, device: str) -> list[str]:
+        if not self.cfg.get("profiling", {}).get("enabled"):
+            return []
+        return [f"{self.cell_dir('profile', device, m, q)}/profile.jsonl" for m in self.models for q in self.quants]
+
+    def depth_cells(self, device: str) -> list[str]:
+        d = self.cfg.get("depth", {})
+        if not d.get("enabled"):
+            return []
+        return [f"{self.cell_dir('depth', device, m, q)}/d{depth}.jsonl" for m in self.models for q in self.quants
+                for depth in d["depths"] if depth < self.models[m].spec.context_length]
 
     def other_device_records(self) -> list[str]:
         """Records of this experiment's cells from other devices, already on disk (merged, never rerun)."""
         out = []
         for d in self.devices:
             if d != self.device_id:
-                out += [p for p in self.cells(d) if Path(p).is_file()]
+                cells = self.cells(d) + self.profile_cells(d) + self.depth_cells(d)
+                out += [p for p in cells if Path(p).is_file()]
         return out

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from edgemoe.files import atomic_path  # noqa: E402
 from edgemoe.stats import median_ci  # noqa: E402
 
@@ -218,4 +220,42 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
         ax_p.set_ylabel("generation tok/s")
         ax_p.set_ylim(bottom=0)
     fig.tight_layout()
+    save(fig, out_paths)
+
+
+CLASS_COLOURS = {"routing": "#d62728", "expert": "#ff7f0e", "attention": "#1f77b4", "norm": "#9467bd",
+                 "dense_ffn": "#2ca02c", "lm_head": "#8c564b", "noop": "#c7c7c7", "other": "#7f7f7f"}
+
+
+def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+    """Where decode time goes: stacked share of node time per class, one bar per model and device;
+    the MoE bars are annotated with the routing share of MoE-block time and its interval."""
+    from edgemoe.tables import NODE_CLASSES, breakdown_table
+
+    plt.style.use(style)
+    t = breakdown_table(runs)
+    fig, ax = plt.subplots(figsize=(6.8, 0.9 + 0.35 * max(len(t), 1)))
+    if t.empty:
+        ax.text(0.5, 0.5, "no profile cells in the run table", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        save(fig, out_paths)
+        return
+    order = {m: i for i, m in enumerate(models)}
+    t = t.sort_values(["device", "model"], key=lambda s: s.map(order).fillna(99) if s.name == "model" else s)
+    labels = [f"{d}: {m}" for d, m in zip(t["device"], t["model"])]
+    left = np.zeros(len(t))
+    for c in NODE_CLASSES:
+        v = t[f"share_{c}"].to_numpy() * 100
+        ax.barh(range(len(t)), v, left=left, color=CLASS_COLOURS[c], label=c.replace("_", " "), height=0.7)
+        left += v
+    for i, (_, r) in enumerate(t.iterrows()):
+        if not np.isnan(r["routing_share_of_moe"]):
+            ax.annotate(f"routing {r['routing_share_of_moe'] * 100:.1f}% of MoE block "
+                        f"[{r['routing_lo'] * 100:.1f}, {r['routing_hi'] * 100:.1f}]",
+                        (100, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=6)
+    ax.set_yticks(range(len(t)), labels)
+    ax.set_ylim(len(t) - 0.5, -0.5)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of decode node time (%)")
+    ax.legend(ncol=4, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(t) < 4 else -0.2), frameon=False)
     save(fig, out_paths)

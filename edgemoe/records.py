@@ -24,7 +24,7 @@ S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("run_id", S, True, "unique id: cell_id@cell start (UTC)/phase/repetition"),
     ("cell_id", S, True, "device/engine/model/weights/quant/test[/r<round>]: the Snakemake cell that produced the row"),
-    ("kind", S, True, "bench (llama-bench)"),
+    ("kind", S, True, "bench (llama-bench), profile (per-node decode timing) or depth (decode at a context depth)"),
     ("status", S, True, "ok, oom, crash or timeout; a failed cell has one row and no timing"),
     ("status_reason", S, False, "why the cell failed (stderr line, signal, timeout)"),
     ("exit_code", I, False, "llama-bench's exit code (null when killed by a signal)"),
@@ -66,7 +66,9 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("type_k", S, False, "KV cache type of K"),
     ("type_v", S, False, "KV cache type of V"),
     ("flash_attn", S, False, "flash attention setting as llama-bench reports it"),
-    ("repetition", I, False, "0-based repetition index; null for a failed cell"),
+    ("n_depth", I, False, "context depth (tokens already in the KV cache) of a depth or profile cell's decode steps"),
+    ("kv_cache_bytes", I, False, "KV cache size llama.cpp reports for the cell's context"),
+    ("repetition", I, False, "0-based repetition index (decode step for profile/depth cells); null for a failed cell"),
     ("n_repetitions", I, True, "repetitions asked for"),
     ("round", I, False, "round index (0-based) of a rounds-design cell; null for a block-design cell"),
     ("round_position", I, False, "position of the cell in its round's shuffled order (0 = first)"),
@@ -102,6 +104,10 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("host_machine", S, True, "machine architecture"),
     ("tool_versions", S, True, "JSON: python, edgemoe, cmake and other tool versions"),
     ("llamabench_build_commit", S, False, "llama-bench's own build_commit field (unreliable for vendored trees)"),
+    ("cuda_graphs_off", B, False, "profile cells on CUDA: CUDA graphs were off while timing nodes"),
+    ("node_coverage", F, False, "profile cells: sum of node times / wall time of the decode step"),
+    *[(f"node_ns_{c}", I, False, f"profile cells: ns of the decode step in {c} nodes (edgemoe/nodes.py classes)")
+      for c in ("routing", "expert", "attention", "norm", "dense_ffn", "lm_head", "noop", "other")],
     ("stderr_tail", S, False, "last lines of llama-bench's stderr (failed cells)"),
     ("raw_output", S, False, "path of the raw llama-bench output kept beside the record"),
 ]

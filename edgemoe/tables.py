@@ -33,7 +33,14 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
             pp = median_ci(ok.loc[ok["phase"] == "pp", "tokens_per_s"])
             tg_values = ok.loc[ok["phase"] == "tg", "tokens_per_s"]
             tg = median_ci(tg_values)
-            ratio = ratio_ci(tg_values, base_tg["tokens_per_s"]) if model != baseline else NAN
+            if model == baseline:
+                ratio = NAN
+            elif group["round"].notna().any():  # rounds design: ratios of pairs inside a round
+                from edgemoe.rounds import paired_ratios
+
+                ratio = paired_ratios(group[group["status"] == "ok"], model, baseline, phase="tg")
+            else:
+                ratio = ratio_ci(tg_values, base_tg["tokens_per_s"])
             energy = ok.loc[ok["phase"] == "tg", "energy_j_per_token_net"].dropna()
             rows.append({
                 **dict(zip(KEYS, key)),
@@ -105,3 +112,46 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     out["first_cell_utc"] = g["cell_start_utc"].min()
     out["last_cell_utc"] = g["cell_end_utc"].max()
     return out.reset_index()
+
+
+NODE_CLASSES = ("routing", "expert", "attention", "norm", "dense_ffn", "lm_head", "noop", "other")
+
+
+def breakdown_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Where decode time goes (profile cells): per device, model and quant, the mean over decode
+    steps of each node class's share of the step's node time, the coverage (node time / wall time),
+    and the routing share of MoE-block time, routing / (routing + expert), with a 95% bootstrap
+    interval over steps."""
+    from edgemoe.nodes import bootstrap_ci
+
+    prof = runs[(runs["kind"] == "profile") & (runs["status"] == "ok")]
+    rows = []
+    for (device, engine, model, quant), g in prof.groupby(["device", "engine", "model", "quant"], sort=False):
+        ns = g[[f"node_ns_{c}" for c in NODE_CLASSES]].astype(float)
+        share = ns.div(ns.sum(axis=1), axis=0).mean()
+        moe = ns["node_ns_routing"] + ns["node_ns_expert"]
+        per_step = (ns["node_ns_routing"] / moe.where(moe > 0)).dropna()
+        lo, hi = bootstrap_ci(per_step) if len(per_step) else (np.nan, np.nan)
+        rows.append({"device": device, "engine": engine, "model": model, "family": g["model_family"].iloc[0],
+                     "quant": quant, "steps": len(g), "backend": g["backend"].iloc[0],
+                     **{f"share_{c}": share[f"node_ns_{c}"] for c in NODE_CLASSES},
+                     "coverage_median": g["node_coverage"].median(),
+                     "routing_share_of_moe": per_step.mean() if len(per_step) else np.nan,
+                     "routing_lo": lo, "routing_hi": hi,
+                     "decode_tok_s_median": g["tokens_per_s"].median()})
+    return pd.DataFrame(rows)
+
+
+def write_breakdown(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path) -> None:
+    atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.5g"))
+    shown = pd.DataFrame({
+        "device": t["device"], "model": t["model"], "quant": t["quant"], "steps": t["steps"],
+        **{c: (t[f"share_{c}"] * 100).map(lambda v: f"{v:.1f}%") for c in NODE_CLASSES},
+        "coverage": t["coverage_median"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+        "routing / MoE block": [_interval(v * 100, lo * 100, hi * 100, 1) + ("%" if not pd.isna(v) else "")
+                                for v, lo, hi in zip(t["routing_share_of_moe"], t["routing_lo"], t["routing_hi"])],
+    }) if len(t) else pd.DataFrame()
+    note = ("Share of decode node time per class (mean over profiled decode steps); coverage = node time / "
+            "wall time per step (median); routing / MoE block = routing / (routing + expert compute), mean "
+            "over steps with a 95% bootstrap interval.\n\n")
+    atomic_write_text(md_path, note + (shown.to_markdown(index=False) if len(shown) else "(no profile cells)") + "\n")

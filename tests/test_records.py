@@ -94,5 +94,5 @@ def test_parquet_with_a_bad_value_names_the_row(tmp_path):
 def test_every_field_is_documented_in_data_readme():
     readme = (ROOT / "data/README.md").read_text()
     missing = [n for n, *_ in FIELDS if f"`{n}`" not in readme]
-    assert not missing, f"data/README.md does not document {missing}"
+    assert not missing, f"data/README.md does not document {missing}: run tools/update_data_readme.py"
     assert set(REQUIRED) <= {n for n, *_ in FIELDS}

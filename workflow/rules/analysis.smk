@@ -10,6 +10,8 @@ def run_record_files(wildcards):
         fresh = round_record_files() + other_device_round_records()
     else:
         fresh = EXP.cells(EXP.device_id) + EXP.other_device_records()
+    if EXP.runs != "released":
+        fresh += EXP.profile_cells(EXP.device_id) + EXP.depth_cells(EXP.device_id)
     return released + fresh
 
 
@@ -41,6 +43,18 @@ rule tables:
         "../scripts/tables.py"
 
 
+rule breakdown_table:
+    input:
+        "results/runs.parquet",
+    output:
+        csv=report("figures/tables/breakdown.csv", caption="../report/breakdown_table.rst", category="Tables"),
+        md="figures/tables/breakdown.md",
+    log:
+        "results/logs/breakdown_table.log",
+    script:
+        "../scripts/breakdown_table.py"
+
+
 # One rule per figure (figure_<name>): PNG and PDF, the style file an input of each.
 FIGURES = {
     "throughput": "throughput_figure",
@@ -48,6 +62,7 @@ FIGURES = {
     "memory": "memory_figure",
     "energy": "energy_figure",
     "roofline": "roofline_figure",
+    "breakdown": "breakdown_figure",
 }
 
 for _name, _function in FIGURES.items():
@@ -74,6 +89,7 @@ for _name, _function in FIGURES.items():
 rule figures_all:
     input:
         rules.tables.output,
+        rules.breakdown_table.output,
         expand("figures/{name}.{ext}", name=FIGURES, ext=["png", "pdf"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
         drift=lambda w: [f"figures/drift/{EXP.device_id}/{EXP.engine_id}.{e}" for e in ("png", "pdf")]

@@ -1,0 +1,91 @@
+"""Cells that run our profiling binary (edgemoe-profile, added to llama.cpp by
+patches/llama.cpp-f7cd13301/0001-node-timing.patch):
+
+- profile cells: decode N tokens after a P-token prompt with per-node timing on (after a warm-up),
+  classify every node (edgemoe.nodes) and record one row per decode step;
+- depth cells: the same binary with profiling off, at a context depth P (the study's engine has
+  no llama-bench -d): decode tok/s at that depth, the prompt's prefill tok/s and the KV cache size
+  llama.cpp reports.
+
+Both are measured like benchmark cells (edgemoe.cells: lock, exact peak RSS, failures as results)
+and their rows carry the same provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgemoe.cells import CellSpec, bench_lock, child_env, classify, run_measured
+
+PROFILER = "edgemoe-profile"
+
+
+@dataclass
+class ProfileRun:
+    summary: dict[str, Any] | None
+    status: str
+    reason: str
+    result: Any
+
+
+def run_profiler(spec: CellSpec, exe: str, warmup: int, profile: bool, summary_path: Path, rows_path: Path | None,
+                 stderr_path: Path, lock_path: Path) -> ProfileRun:
+    cmd = [exe, "-m", spec.model_path, "-t", str(spec.threads), "-ngl", str(spec.n_gpu_layers),
+           "--mmap", "1" if spec.use_mmap else "0", "-p", str(spec.n_prompt), "-n", str(spec.n_gen),
+           "--warmup", str(warmup), "--profile", "1" if profile else "0", "--summary", str(summary_path), "-v"]
+    if rows_path is not None:
+        cmd += ["--rows", str(rows_path)]
+    summary_path.unlink(missing_ok=True)
+    with bench_lock(lock_path):
+        result = run_measured(cmd, timeout_s=spec.timeout_s, env=child_env(spec.threads), stderr_path=stderr_path,
+                              memory_limit_bytes=spec.memory_limit_bytes)
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() and result.exit_code == 0 else None
+    status, reason = classify(result, [summary] if summary else [], 1)
+    return ProfileRun(summary, status, reason, result)
+
+
+def step_records(base: dict[str, Any], run: ProfileRun, kind: str, test: str) -> list[dict[str, Any]]:
+    """One record per measured decode step (tg), plus the prompt (pp) for depth cells."""
+    r = run.result
+    common = {**base, "kind": kind, "test": test, "status": run.status, "status_reason": run.reason or None,
+              "exit_code": r.exit_code, "signal": r.signal, "peak_rss_bytes": r.peak_rss_bytes,
+              "sys_mem_used_peak_bytes": r.sys_mem_used_peak_bytes, "file_pmd_mapped_bytes": r.file_pmd_mapped_peak_bytes,
+              "cell_start_utc": r.start_utc, "cell_end_utc": r.end_utc, "energy_status": "missing",
+              "energy_reason": "not measured in profiling/depth cells"}
+    prefix = f"{base['cell_id']}@{r.start_utc}"
+    if run.status != "ok":
+        return [{**common, "run_id": f"{prefix}/failed", "stderr_tail": r.stderr_tail,
+                 "n_prompt": base["n_prompt"], "n_gen": base["n_gen"]}]
+    s = run.summary
+    rows = []
+    if kind == "depth" and s.get("prompt_ms") and int(s["n_prompt"]) > 0:
+        ns = int(float(s["prompt_ms"]) * 1e6)
+        rows.append({**common, "run_id": f"{prefix}/pp/0", "phase": "pp", "repetition": 0, "n_prompt": int(s["n_prompt"]),
+                     "n_gen": 0, "time_ns": ns, "tokens": int(s["n_prompt"]), "tokens_per_s": int(s["n_prompt"]) / (ns / 1e9)})
+    for i, ns in enumerate(s["decode_wall_ns"]):
+        rows.append({**common, "run_id": f"{prefix}/tg/{i}", "phase": "tg", "repetition": i, "n_prompt": 0,
+                     "n_gen": 1, "n_depth": int(s["n_prompt"]), "time_ns": int(ns), "tokens": 1, "tokens_per_s": 1e9 / ns})
+    for row in rows:
+        row["kv_cache_bytes"] = int(float(s["kv_cache_mib"]) * 2**20) if s.get("kv_cache_mib") is not None else None
+    return rows
+
+
+def add_node_classes(records: list[dict[str, Any]], rows_path: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per decode step: ns per node class (edgemoe.nodes) and coverage, into that step's record."""
+    from edgemoe.nodes import CLASSES, class_ns, classify_rows, read_rows
+
+    per_step = class_ns(classify_rows(read_rows(rows_path)))
+    steps = sorted(per_step.index)
+    tg = [r for r in records if r.get("phase") == "tg"]
+    if len(steps) != len(tg):
+        raise ValueError(f"{rows_path}: {len(steps)} profiled steps but {len(tg)} decode steps in the summary")
+    coverage = summary.get("coverage") or [None] * len(tg)
+    for r, step, cov in zip(tg, steps, coverage):
+        for c in CLASSES:
+            r[f"node_ns_{c}"] = int(per_step.loc[step, c])
+        r["node_coverage"] = cov
+        r["cuda_graphs_off"] = summary.get("cuda_graphs_off")
+    return records

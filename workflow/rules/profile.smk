@@ -1,0 +1,60 @@
+# Node-by-node decode timing (profile cells) and decode at context depth (depth cells), both with
+# the edgemoe-profile program the node-timing patch adds to the engine. Serialised like bench cells.
+
+
+def profiler_build(w):
+    if "edgemoe-profile" not in EXP.engine["targets"]:
+        raise WorkflowError(f"profiling needs engines.{EXP.engine_id}.targets to include edgemoe-profile "
+                            "(and the node-timing patch in engines.<id>.patches)")
+    return f"{build_dir(w.device)}/build-info.json"
+
+
+rule profile_cell:
+    params:
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/profile",
+        device=lambda w: EXP.devices[w.device],
+        settings=config["profiling"],
+        use_mmap=EXP.use_mmap,
+        timeout_s=EXP.timeout_s,
+        lock=BENCH_LOCK,
+    input:
+        build=profiler_build,
+        gguf="results/models/{model}/{tag}/{quant}.gguf",
+        model_info="results/models/{model}/{tag}/{quant}.json",
+    output:
+        records="results/profile/{device}/{engine}/{model}/{tag}/{quant}/profile.jsonl",
+        rows="results/profile/{device}/{engine}/{model}/{tag}/{quant}/nodes.jsonl.gz",
+        summary="results/profile/{device}/{engine}/{model}/{tag}/{quant}/summary.json",
+    log:
+        "results/profile/{device}/{engine}/{model}/{tag}/{quant}/stderr.log",
+    threads: workflow.cores
+    resources:
+        bench=1,
+    script:
+        "../scripts/profile_cell.py"
+
+
+rule depth_cell:
+    params:
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/depth{w.depth}",
+        device=lambda w: EXP.devices[w.device],
+        settings=config["depth"],
+        use_mmap=EXP.use_mmap,
+        timeout_s=EXP.timeout_s,
+        lock=BENCH_LOCK,
+    input:
+        build=profiler_build,
+        gguf="results/models/{model}/{tag}/{quant}.gguf",
+        model_info="results/models/{model}/{tag}/{quant}.json",
+    output:
+        records="results/depth/{device}/{engine}/{model}/{tag}/{quant}/d{depth}.jsonl",
+        summary="results/depth/{device}/{engine}/{model}/{tag}/{quant}/d{depth}.summary.json",
+    log:
+        "results/depth/{device}/{engine}/{model}/{tag}/{quant}/d{depth}.stderr.log",
+    wildcard_constraints:
+        depth=r"\d+",
+    threads: workflow.cores
+    resources:
+        bench=1,
+    script:
+        "../scripts/depth_cell.py"
