@@ -228,6 +228,23 @@ class CellSpec:
     power_mode: str | None = None
 
 
+def cell_spec(*, cell_id: str, device_id: str, device: Any, exe: str, gguf: str, model_info_path: str,
+              build_info_path: str, test: str, n_prompt: int, n_gen: int, repetitions: int, use_mmap: bool,
+              timeout_s: float, memory_limit_gb: float | None = None, bandwidth_path: str | None = None) -> CellSpec:
+    """A CellSpec from the workflow's files and a device profile (edgemoe.config.Device)."""
+    import json
+
+    bandwidth = json.loads(Path(bandwidth_path).read_text())["read_gbs"] if bandwidth_path else None
+    return CellSpec(
+        cell_id=cell_id, device_id=device_id, backend=device.backend, bench_exe=exe, model_path=gguf,
+        model_info=json.loads(Path(model_info_path).read_text()),
+        build_info=json.loads(Path(build_info_path).read_text()), test=test, n_prompt=n_prompt, n_gen=n_gen,
+        repetitions=repetitions, threads=device.threads, n_gpu_layers=device.n_gpu_layers, use_mmap=use_mmap,
+        timeout_s=timeout_s, memory_ceiling_bytes=device.memory_ceiling_bytes, energy_sampler=device.energy_sampler,
+        memory_limit_bytes=int(memory_limit_gb * 1e9) if memory_limit_gb else None, device_read_gbs=bandwidth,
+        cooldown_s=device.cooldown_s, power_mode=device.power_mode)
+
+
 def _tool_versions(build_info: dict[str, Any]) -> str:
     import json
     import platform
@@ -277,7 +294,13 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     """Run the cell under the bench lock; return its records (one per repetition, or one failure)."""
     import json
 
-    from edgemoe.sampling import NullSampler, energy_joules, idle_baseline_watts, make_sampler, peak_temperature
+    from edgemoe.sampling import (
+        NullSampler,
+        energy_joules,
+        idle_baseline_watts,
+        make_sampler,
+        peak_temperature,
+    )
 
     cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen, spec.repetitions,
                              spec.threads, spec.n_gpu_layers, spec.use_mmap)

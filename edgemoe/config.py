@@ -189,6 +189,12 @@ class Experiment:
             tag = f"twin-s{seed}-{_sha(m['spec'] if not skew else [m['spec'], skew])[:8]}"
         elif weights == "hf":
             tag = "hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", hf["revision"])
+            if not re.fullmatch(r"[0-9a-f]{40}", hf["revision"]):
+                import sys
+
+                print(f"warning: models.{model_id}.hf.revision is {hf['revision']!r}, not a commit sha: the "
+                      "commit it resolves to is recorded, but a later run may get another; pin a sha",
+                      file=sys.stderr)
         else:
             tag = "local-" + _sha(m["local"])[:8]
         return Model(model_id, m["family"], spec, weights, tag, seed, hf.get("repo"), hf.get("revision"),

@@ -11,17 +11,18 @@ the script (the ``hf`` extra of this project); ``python`` selects that interpret
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import struct
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from edgemoe.files import sha256_file
 
 __all__ = ["ConvertError", "convert_to_gguf", "OUTTYPES"]
 
@@ -40,14 +41,6 @@ def _tail(text: str, n: int = _STDERR_TAIL_LINES) -> str:
     if len(lines) > n:
         lines = [f"... ({len(lines) - n} earlier lines)"] + lines[-n:]
     return "\n".join("    " + ln for ln in lines)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _config_workaround(hf_dir: Path) -> dict[str, Any] | None:
@@ -298,7 +291,7 @@ def convert_to_gguf(
         "out_path": str(out_path),
         "outtype": outtype,
         "size": out_path.stat().st_size,
-        "sha256": _sha256(out_path),
+        "sha256": sha256_file(out_path),
         "seconds": round(seconds, 3),
         "command": cmd[:2] + [str(hf_dir), "--outfile", str(out_path)] + cmd[5:],
         "stderr_tail": _tail(proc.stderr, 10),

@@ -8,10 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 from edgemoe.files import atomic_path  # noqa: E402
 from edgemoe.stats import median_ci  # noqa: E402

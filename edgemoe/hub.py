@@ -22,6 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from edgemoe.files import sha256_file
+
 __all__ = ["HubError", "download_model", "DEFAULT_ALLOW_PATTERNS", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -70,14 +72,6 @@ def _endpoint() -> str:
 def _git_blob_sha1(path: Path, size: int) -> str:
     h = hashlib.sha1()
     h.update(f"blob {size}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
@@ -325,7 +319,7 @@ def download_model(
                     "retry the download; if it persists, check the network or proxy for cut-off transfers",
                     "",
                 )
-            digest = _sha256(local)
+            digest = sha256_file(local)
             if entry.lfs is not None and entry.lfs.sha256 and digest != entry.lfs.sha256:
                 raise _Failure(
                     f"file '{path}' is corrupt (sha256 {digest}, the hub announced {entry.lfs.sha256})",

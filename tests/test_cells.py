@@ -5,7 +5,6 @@ import textwrap
 import threading
 import time
 
-
 from edgemoe.cells import ProcessResult, bench_lock, child_env, classify, run_measured
 
 
@@ -89,3 +88,11 @@ def test_child_env_pins_threads_and_drops_tokens(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     env = child_env(2)
     assert env["OMP_NUM_THREADS"] == "2" and "HF_TOKEN" not in env
+
+
+def test_warnings_name_a_busy_host():
+    from edgemoe.cells import cell_warnings
+
+    assert cell_warnings([], load_before=0.0, power_mode=None) == []
+    (w,) = cell_warnings([], load_before=50.0, power_mode=None)
+    assert w.startswith("host busy before the cell (1-min load average 50.0")

@@ -1,7 +1,7 @@
 import pytest
+from conftest import FIXTURES
 
 from edgemoe import llamabench
-from conftest import FIXTURES
 
 
 def test_parses_our_engines_jsonl_with_every_repetition():

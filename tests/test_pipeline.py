@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT
+
 from edgemoe.files import sha256_file
 from edgemoe.records import read_jsonl, read_parquet
 

@@ -4,9 +4,17 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from edgemoe.records import FIELDS, REQUIRED, RecordError, merge, read_jsonl, read_parquet, write_parquet
 from conftest import ROOT
+
+from edgemoe.records import (
+    FIELDS,
+    REQUIRED,
+    RecordError,
+    merge,
+    read_jsonl,
+    read_parquet,
+    write_parquet,
+)
 
 
 def good_row(**over):

@@ -1,24 +1,15 @@
 """Run one benchmark cell and write its records (edgemoe.cells.run_bench_cell)."""
-import json
 from pathlib import Path
 
-from edgemoe.cells import CellSpec, run_bench_cell
+from edgemoe.cells import cell_spec, run_bench_cell
 from edgemoe.engine import binary
 from edgemoe.files import write_jsonl
 
-p, w = snakemake.params, snakemake.wildcards
-build_info = json.loads(Path(snakemake.input.build).read_text())
-limit = p.memory_limit_gb
-spec = CellSpec(
-    cell_id=p.cell_id, device_id=w.device, backend=p.device.backend,
-    bench_exe=binary(snakemake.input.build, "llama-bench"), model_path=snakemake.input.gguf,
-    model_info=json.loads(Path(snakemake.input.model_info).read_text()), build_info=build_info,
-    test=w.test, n_prompt=p.test.n_prompt, n_gen=p.test.n_gen, repetitions=p.repetitions,
-    threads=p.device.threads, n_gpu_layers=p.device.n_gpu_layers, use_mmap=p.use_mmap,
-    timeout_s=p.timeout_s, memory_ceiling_bytes=p.device.memory_ceiling_bytes,
-    energy_sampler=p.device.energy_sampler, memory_limit_bytes=int(limit * 1e9) if limit else None,
-    device_read_gbs=json.loads(Path(snakemake.input.bandwidth).read_text())["read_gbs"],
-    cooldown_s=p.device.cooldown_s, power_mode=p.device.power_mode,
-)
+p, w, i = snakemake.params, snakemake.wildcards, snakemake.input
+spec = cell_spec(
+    cell_id=p.cell_id, device_id=w.device, device=p.device, exe=binary(i.build, "llama-bench"), gguf=i.gguf,
+    model_info_path=i.model_info, build_info_path=i.build, test=w.test, n_prompt=p.test.n_prompt,
+    n_gen=p.test.n_gen, repetitions=p.repetitions, use_mmap=p.use_mmap, timeout_s=p.timeout_s,
+    memory_limit_gb=p.memory_limit_gb, bandwidth_path=i.bandwidth)
 records = run_bench_cell(spec, Path(snakemake.output.raw), Path(snakemake.log[0]), Path(p.lock))
 write_jsonl(snakemake.output.records, records)

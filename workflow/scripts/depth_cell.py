@@ -2,18 +2,16 @@
 import json
 from pathlib import Path
 
-from edgemoe.cells import CellSpec, base_record
+from edgemoe.cells import base_record, cell_spec
 from edgemoe.engine import binary
 from edgemoe.files import atomic_path, write_jsonl
 from edgemoe.profiling import PROFILER, run_profiler, step_records
 
 p, w, out = snakemake.params, snakemake.wildcards, snakemake.output
-spec = CellSpec(
-    cell_id=p.cell_id, device_id=w.device, backend=p.device.backend, bench_exe=binary(snakemake.input.build, PROFILER),
-    model_path=snakemake.input.gguf, model_info=json.loads(Path(snakemake.input.model_info).read_text()),
-    build_info=json.loads(Path(snakemake.input.build).read_text()), test=f"depth{w.depth}", n_prompt=int(w.depth),
-    n_gen=p.settings["n_gen"], repetitions=1, threads=p.device.threads, n_gpu_layers=p.device.n_gpu_layers,
-    use_mmap=p.use_mmap, timeout_s=p.timeout_s, memory_ceiling_bytes=p.device.memory_ceiling_bytes)
+spec = cell_spec(
+    cell_id=p.cell_id, device_id=w.device, device=p.device, exe=binary(snakemake.input.build, PROFILER),
+    gguf=snakemake.input.gguf, model_info_path=snakemake.input.model_info, build_info_path=snakemake.input.build,
+    test=f"depth{w.depth}", n_prompt=int(w.depth), n_gen=p.settings["n_gen"], repetitions=1, use_mmap=p.use_mmap, timeout_s=p.timeout_s)
 run = run_profiler(spec, spec.bench_exe, p.settings["warmup"], False, Path(out.summary + ".tmp"), None,
                    Path(snakemake.log[0]), Path(p.lock))
 records = step_records(base_record(spec, run.result), run, "depth", f"depth{w.depth}")

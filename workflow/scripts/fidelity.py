@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 from edgemoe.engine import binary
-from edgemoe.files import atomic_write_json, write_jsonl
 from edgemoe.fidelity import run_fidelity
+from edgemoe.files import atomic_write_json, write_jsonl
 
 sys.stderr = open(snakemake.log[0], "w")
 p = snakemake.params

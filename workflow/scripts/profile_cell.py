@@ -4,19 +4,16 @@ import json
 import shutil
 from pathlib import Path
 
-from edgemoe.cells import CellSpec, base_record
+from edgemoe.cells import base_record, cell_spec
 from edgemoe.engine import binary
 from edgemoe.files import atomic_path, write_jsonl
 from edgemoe.profiling import PROFILER, add_node_classes, run_profiler, step_records
 
 p, w, out = snakemake.params, snakemake.wildcards, snakemake.output
-build_info = json.loads(Path(snakemake.input.build).read_text())
-spec = CellSpec(
-    cell_id=p.cell_id, device_id=w.device, backend=p.device.backend, bench_exe=binary(snakemake.input.build, PROFILER),
-    model_path=snakemake.input.gguf, model_info=json.loads(Path(snakemake.input.model_info).read_text()),
-    build_info=build_info, test="profile", n_prompt=p.settings["n_prompt"], n_gen=p.settings["n_gen"], repetitions=1,
-    threads=p.device.threads, n_gpu_layers=p.device.n_gpu_layers, use_mmap=p.use_mmap, timeout_s=p.timeout_s,
-    memory_ceiling_bytes=p.device.memory_ceiling_bytes)
+spec = cell_spec(
+    cell_id=p.cell_id, device_id=w.device, device=p.device, exe=binary(snakemake.input.build, PROFILER),
+    gguf=snakemake.input.gguf, model_info_path=snakemake.input.model_info, build_info_path=snakemake.input.build,
+    test="profile", n_prompt=p.settings["n_prompt"], n_gen=p.settings["n_gen"], repetitions=1, use_mmap=p.use_mmap, timeout_s=p.timeout_s)
 rows_tmp = Path(out.rows).with_suffix(".tmp")
 run = run_profiler(spec, spec.bench_exe, p.settings["warmup"], True, Path(out.summary + ".tmp"), rows_tmp,
                    Path(snakemake.log[0]), Path(p.lock))

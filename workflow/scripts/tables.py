@@ -1,8 +1,8 @@
 """The throughput table as CSV, Markdown and LaTeX (edgemoe.tables)."""
 import sys
 
-from edgemoe.records import read_parquet
 from edgemoe.files import atomic_write_text
+from edgemoe.records import read_parquet
 from edgemoe.tables import provenance_table, throughput_table, write_table
 
 sys.stderr = open(snakemake.log[0], "w")
