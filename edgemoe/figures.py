@@ -258,3 +258,43 @@ def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_path
     ax.set_xlabel("share of decode node time (%)")
     ax.legend(ncol=4, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(t) < 4 else -0.2), frameon=False)
     save(fig, out_paths)
+
+
+def depth_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> None:
+    """Against context depth: decode tok/s per model, peak RSS with the device ceiling, and the
+    decode ratio of each model to the same-active baseline (95% intervals)."""
+    from edgemoe.tables import depth_table
+
+    plt.style.use(style)
+    t = depth_table(runs, baseline)
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
+    if t.empty:
+        for ax in axes:
+            ax.set_axis_off()
+        axes[1].text(0.5, 0.5, "no depth cells in the run table (config depth.enabled)", ha="center", va="center",
+                     transform=axes[1].transAxes)
+        save(fig, out_paths)
+        return
+    colours = model_colours(_order(t, models))
+    for model, m in t.groupby("model", sort=False):
+        m = m.sort_values("depth")
+        c = colours[model]
+        axes[0].errorbar(m["depth"], m["decode_tok_s"], yerr=[m["decode_tok_s"] - m["decode_lo"], m["decode_hi"] - m["decode_tok_s"]],
+                         color=c, marker="o", ms=3, capsize=2, label=model)
+        axes[1].plot(m["depth"], m["peak_rss_GiB"], color=c, marker="o", ms=3)
+        bad = m[m["status"] != "ok"]
+        axes[1].plot(bad["depth"], bad["peak_rss_GiB"], "x", color="crimson", ms=6)
+        if model != baseline:
+            axes[2].errorbar(m["depth"], m["ratio_to_baseline"], yerr=[m["ratio_to_baseline"] - m["ratio_lo"],
+                             m["ratio_hi"] - m["ratio_to_baseline"]], color=c, marker="o", ms=3, capsize=2)
+    axes[1].axhline(t["memory_ceiling_GiB"].max(), color="crimson", ls="--", lw=0.8)
+    axes[1].annotate("device ceiling", (0, t["memory_ceiling_GiB"].max()), fontsize=6, color="crimson", va="bottom")
+    axes[2].axhline(1, color="grey", ls="--", lw=0.8)
+    axes[0].set_ylabel("decode tok/s")
+    axes[1].set_ylabel("peak RSS (GiB)")
+    axes[2].set_ylabel(f"decode tok/s / {baseline}")
+    for ax in axes:
+        ax.set_xlabel("context depth (tokens)")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    save(fig, out_paths)

@@ -62,7 +62,8 @@ def quantize_all(f16: Path, out_dir: Path, quants: list[str], quantize_exe: str,
 
 def _base(model_id: str, spec: ArchSpec, weights_source: str) -> dict[str, Any]:
     return {"model": model_id, "family": "moe" if spec.is_moe else "dense", "weights_source": weights_source,
-            "arch": spec.arch, "params_total": spec.total_params(), "params_active": spec.active_params()}
+            "arch": spec.arch, "params_total": spec.total_params(), "params_active": spec.active_params(),
+            "kv_bytes_per_token": spec.kv_bytes_per_token()}
 
 
 def make_twin_ggufs(model_id: str, spec_cfg: dict[str, Any], seed: int, quants: list[str], out_dir: Path,

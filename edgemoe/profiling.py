@@ -69,6 +69,7 @@ def step_records(base: dict[str, Any], run: ProfileRun, kind: str, test: str) ->
         rows.append({**common, "run_id": f"{prefix}/tg/{i}", "phase": "tg", "repetition": i, "n_prompt": 0,
                      "n_gen": 1, "n_depth": int(s["n_prompt"]), "time_ns": int(ns), "tokens": 1, "tokens_per_s": 1e9 / ns})
     for row in rows:
+        row["n_ctx"] = int(s["n_ctx"]) if s.get("n_ctx") is not None else None
         row["kv_cache_bytes"] = int(float(s["kv_cache_mib"]) * 2**20) if s.get("kv_cache_mib") is not None else None
     return rows
 

@@ -68,6 +68,8 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("flash_attn", S, False, "flash attention setting as llama-bench reports it"),
     ("n_depth", I, False, "context depth (tokens already in the KV cache) of a depth or profile cell's decode steps"),
     ("kv_cache_bytes", I, False, "KV cache size llama.cpp reports for the cell's context"),
+    ("n_ctx", I, False, "context size of a profile/depth cell (the KV cache holds n_ctx tokens)"),
+    ("kv_bytes_per_token", I, False, "f16 KV cache bytes per token computed from the architecture"),
     ("repetition", I, False, "0-based repetition index (decode step for profile/depth cells); null for a failed cell"),
     ("n_repetitions", I, True, "repetitions asked for"),
     ("round", I, False, "round index (0-based) of a rounds-design cell; null for a block-design cell"),

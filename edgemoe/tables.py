@@ -155,3 +155,34 @@ def write_breakdown(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path) 
             "wall time per step (median); routing / MoE block = routing / (routing + expert compute), mean "
             "over steps with a 95% bootstrap interval.\n\n")
     atomic_write_text(md_path, note + (shown.to_markdown(index=False) if len(shown) else "(no profile cells)") + "\n")
+
+
+def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Decode speed and memory against context depth (depth cells): per device, model, quant and
+    depth, decode tok/s (median over decode steps, 95% interval), the prompt's prefill tok/s, peak
+    RSS, the KV cache llama.cpp reports beside the size computed from the architecture, and the
+    decode ratio to the same-active baseline at that depth."""
+    d = runs[runs["kind"] == "depth"]
+    d = d.assign(depth=d["test"].str.removeprefix("depth").astype(int))  # the cell's depth, failed cells too
+    rows = []
+    for (device, engine, quant, depth), g in d.groupby(["device", "engine", "quant", "depth"], sort=True):
+        base = g[(g["model"] == baseline) & (g["phase"] == "tg") & (g["status"] == "ok")]["tokens_per_s"]
+        for model, m in g.groupby("model", sort=False):
+            ok = m[m["status"] == "ok"]
+            tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
+            pp = ok.loc[ok["phase"] == "pp", "tokens_per_s"]
+            ratio = ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base) if model != baseline else NAN
+            n_ctx = ok["n_ctx"].max() if len(ok) else np.nan
+            rows.append({
+                "device": device, "engine": engine, "model": model, "quant": quant, "depth": int(depth),
+                "status": "ok" if (m["status"] == "ok").all() else m.loc[m["status"] != "ok", "status"].iloc[0],
+                "decode_tok_s": tg.value, "decode_lo": tg.lo, "decode_hi": tg.hi,
+                "prefill_tok_s": float(pp.median()) if len(pp) else np.nan,
+                "ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
+                "peak_rss_GiB": m["peak_rss_bytes"].max() / 2**30,
+                "memory_ceiling_GiB": m["memory_ceiling_bytes"].max() / 2**30,
+                "n_ctx": n_ctx,
+                "kv_cache_MiB_reported": ok["kv_cache_bytes"].max() / 2**20 if len(ok) else np.nan,
+                "kv_cache_MiB_computed": (m["kv_bytes_per_token"].max() * n_ctx / 2**20) if len(ok) else np.nan,
+            })
+    return pd.DataFrame(rows)

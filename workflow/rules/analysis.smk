@@ -55,6 +55,20 @@ rule breakdown_table:
         "../scripts/breakdown_table.py"
 
 
+rule depth_table:
+    params:
+        baseline=EXP.baseline,
+    input:
+        "results/runs.parquet",
+    output:
+        csv=report("figures/tables/depth.csv", caption="../report/depth.rst", category="Tables"),
+        md="figures/tables/depth.md",
+    log:
+        "results/logs/depth_table.log",
+    script:
+        "../scripts/depth_table.py"
+
+
 # One rule per figure (figure_<name>): PNG and PDF, the style file an input of each.
 FIGURES = {
     "throughput": "throughput_figure",
@@ -63,6 +77,7 @@ FIGURES = {
     "energy": "energy_figure",
     "roofline": "roofline_figure",
     "breakdown": "breakdown_figure",
+    "depth": "depth_figure",
 }
 
 for _name, _function in FIGURES.items():
@@ -90,6 +105,7 @@ rule figures_all:
     input:
         rules.tables.output,
         rules.breakdown_table.output,
+        rules.depth_table.output,
         expand("figures/{name}.{ext}", name=FIGURES, ext=["png", "pdf"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
         drift=lambda w: [f"figures/drift/{EXP.device_id}/{EXP.engine_id}.{e}" for e in ("png", "pdf")]
