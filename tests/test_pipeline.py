@@ -76,10 +76,17 @@ def test_records_are_complete_plausible_and_carry_provenance(work, smoke_run):
             gguf = next((work / "results/models" / r["model"]).rglob(f"{r['quant']}.gguf"))
             assert r["gguf_sha256"] == sha256_file(gguf) and r["gguf_bytes"] == gguf.stat().st_size
             assert r["cell_start_utc"] < r["cell_end_utc"]
-    table = read_parquet(work / "results/runs.parquet")
-    assert table.num_rows == 24
+    table = read_parquet(work / "results/runs.parquet").to_pandas()
+    assert (table["kind"] == "bench").sum() == 24
+    prof = table[table["kind"] == "profile"]
+    assert len(prof) == 4 * 8 and (prof["status"] == "ok").all()  # 4 models x 8 profiled decode steps
+    assert (prof["node_coverage"] > 0.5).all() and (prof["node_ns_attention"] > 0).all()
+    moe = prof[prof["model"] == "olmoe-tiny"]
+    assert (moe["node_ns_routing"] > 0).all() and (moe["node_ns_expert"] > 0).all()
+    assert (prof.loc[prof["model"] != "olmoe-tiny", "node_ns_routing"] == 0).all()
     for f in ["figures/throughput.png", "figures/throughput.pdf", "figures/tables/throughput.csv",
-              "figures/tables/throughput.md", "figures/tables/throughput.tex", "figures/all"]:
+              "figures/tables/throughput.md", "figures/tables/throughput.tex", "figures/all",
+              "figures/breakdown.png", "figures/roofline.png", "figures/tables/breakdown.md"]:
         assert (work / f).stat().st_size > 100, f
     csv = pd.read_csv(work / "figures/tables/throughput.csv")
     assert list(csv["model"]) == ["olmoe-tiny", "llama-tiny", "qwen2-tiny", "gemma2-tiny"]
@@ -135,7 +142,7 @@ def test_interrupted_run_resumes_without_duplicates(work, smoke_run):
     proc.wait(timeout=120)
     snakemake(work, "figures/all", *SMOKE)
     table = read_parquet(work / "results/runs.parquet").to_pandas()
-    assert len(table) == 24 and table["run_id"].is_unique
+    assert (table["kind"] == "bench").sum() == 24 and table["run_id"].is_unique
     assert not list((work / "results").rglob("*.tmp"))
 
 
@@ -161,7 +168,8 @@ def test_rerunning_one_device_leaves_the_other_devices_records_identical(work, s
     assert {p: sha256_file(p) for p in before} == before
     table = read_parquet(work / "results/runs.parquet").to_pandas()
     assert set(table["device"]) == {"cpu-a", "cpu-b"}
-    assert table.groupby("device").size().to_dict() == {"cpu-a": 8, "cpu-b": 8}
+    bench = table[table["kind"] == "bench"]
+    assert bench.groupby("device").size().to_dict() == {"cpu-a": 8, "cpu-b": 8}
 
 
 HF_TOKEN = "hf_PipelineTestTokenMustNotLeak42424242"
