@@ -136,9 +136,11 @@ def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
         ax.axvline(ceiling, color="crimson", lw=1, ls="--")
         ax.annotate(f"ceiling {ceiling:.0f} GiB", (ceiling, len(order) - 0.5), ha="right", va="bottom",
                     fontsize=7, color="crimson", xytext=(-2, 2), textcoords="offset points")
+        ax.set_xscale("log")  # small models and the device ceiling on one axis
+        ax.set_xlim(left=min(d["gguf_bytes"].min(), d["peak_rss_bytes"].min()) / 2**30 / 2, right=ceiling * 1.3)
         ax.set_yticks(range(len(order)), order)
         ax.set_ylim(len(order) - 0.5, -0.7)
-        ax.set_xlabel("peak RSS (GiB); | = model file size")
+        ax.set_xlabel("peak RSS (GiB, log scale); | = model file size")
         ax.set_title(device, loc="left")
     fig.tight_layout()
     save(fig, out_paths)
@@ -207,9 +209,11 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
                               arrowprops=dict(arrowstyle="-", color=colours[model], ls=":"))
         bw = d["device_read_gbs"].dropna()
         if len(bw) and d["weight_bytes_per_token"].notna().any():
-            xs = np.linspace(0.05, d["weight_bytes_per_token"].max() / 1e9 * 1.3, 50)
+            gb = d["weight_bytes_per_token"].dropna() / 1e9
+            top = max(d["tokens_per_s"].max() * 1.4, 1)
+            xs = np.linspace(max(gb.min() * 0.7, bw.median() / top), gb.max() * 1.3, 100)
             ax_b.plot(xs, bw.median() / xs, color="grey", ls="--", lw=0.8,
-                      label=f"read bandwidth {bw.median():.1f} GB/s")
+                      label=f"roofline: read bandwidth {bw.median():.1f} GB/s / bytes")
         ax_b.set_xlabel("weight bytes read per token (GB)")
         ax_b.set_ylabel("generation tok/s")
         ax_b.set_ylim(bottom=0, top=max(d["tokens_per_s"].max() * 1.4, 1) if len(d) else 1)
