@@ -177,7 +177,7 @@ def cell_warnings(samples: list, load_before: float, power_mode: str | None) -> 
 
     out = []
     cpus = os.cpu_count() or 1
-    if load_before > 0.5 * cpus:
+    if load_before > cpus + 1:  # the previous cell alone leaves about its thread count
         out.append(f"host busy before the cell (1-min load average {load_before:.1f} on {cpus} CPUs)")
     t = throttle_summary(samples)
     if t.get("thermal_pressure_worst") not in (None, "Nominal"):

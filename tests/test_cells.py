@@ -94,5 +94,6 @@ def test_warnings_name_a_busy_host():
     from edgemoe.cells import cell_warnings
 
     assert cell_warnings([], load_before=0.0, power_mode=None) == []
+    assert cell_warnings([], load_before=2.5, power_mode=None) == []  # the previous cell's own load
     (w,) = cell_warnings([], load_before=50.0, power_mode=None)
     assert w.startswith("host busy before the cell (1-min load average 50.0")
