@@ -72,7 +72,7 @@ def download_sdist(package: str, version: str, sha256: str, cache_dir: Path) -> 
 
 def changelog_commit(changelog: str, version: str) -> str:
     """The llama.cpp commit that llama-cpp-python's CHANGELOG names for a version."""
-    m = re.search(rf"^## \[{re.escape(version)}\]\s*$(.*?)(?=^## \[)", changelog, re.M | re.S)
+    m = re.search(rf"^## \[{re.escape(version)}\]\s*$(.*?)(?=^## \[|\Z)", changelog, re.M | re.S)
     if not m:
         raise EngineError(f"CHANGELOG has no section for version {version}")
     c = re.search(r"llama\.cpp@([0-9a-f]{40})", m.group(1))

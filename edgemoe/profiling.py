@@ -90,3 +90,11 @@ def add_node_classes(records: list[dict[str, Any]], rows_path: Path, summary: di
         r["node_coverage"] = cov
         r["cuda_graphs_off"] = summary.get("cuda_graphs_off")
     return records
+
+
+def layer_table(rows_path: Path):
+    """Per-layer detail (edgemoe.nodes.layer_detail: ns per layer and class, median over steps, and
+    each layer's routing share of its MoE block)."""
+    from edgemoe.nodes import classify_rows, layer_detail, read_rows
+
+    return layer_detail(classify_rows(read_rows(rows_path)), stat="median")

@@ -25,6 +25,7 @@ rule profile_cell:
         records="results/profile/{device}/{engine}/{model}/{tag}/{quant}/profile.jsonl",
         rows="results/profile/{device}/{engine}/{model}/{tag}/{quant}/nodes.jsonl.gz",
         summary="results/profile/{device}/{engine}/{model}/{tag}/{quant}/summary.json",
+        layers="results/profile/{device}/{engine}/{model}/{tag}/{quant}/layers.csv",
     log:
         "results/profile/{device}/{engine}/{model}/{tag}/{quant}/stderr.log",
     threads: workflow.cores
