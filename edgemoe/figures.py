@@ -159,11 +159,13 @@ def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
         d = bench[(bench["device"] == device) & (bench["phase"] == "tg")]
         e = d.dropna(subset=["energy_j_per_token_net"])
         if e.empty:
+            import textwrap
+
             reasons = sorted(set(d["energy_reason"].dropna())) or ["no generation cells"]
-            ax.text(0.5, 0.5, "energy not measured on this device:\n" + "\n".join(reasons[:2]), ha="center",
-                    va="center", fontsize=7, wrap=True, transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            text = "\n".join(textwrap.fill(r, 48) for r in reasons[:2])
+            ax.text(0.5, 0.5, "energy not measured on this device:\n" + text, ha="center", va="center", fontsize=6,
+                    transform=ax.transAxes)
+            ax.set_axis_off()
         else:
             for i, model in enumerate(order):
                 v = e.loc[e["model"] == model, "energy_j_per_token_net"]
