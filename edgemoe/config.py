@@ -238,12 +238,19 @@ class Experiment:
             return []
         return [f"{self.cell_dir('profile', device, m, q)}/profile.jsonl" for m in self.models for q in self.quants]
 
-    def depth_cells(self, device: str) -> list[str]:
+    def depths(self) -> list[int]:
+        """The configured depths, capped so that every model's context holds the prompt, the warm-up
+        and the measured tokens (OLMoE's 4096 caps 4096 at 4096 - n_gen - warmup): the same depths
+        for all models, so that ratios compare like with like."""
         d = self.cfg.get("depth", {})
-        if not d.get("enabled"):
+        cap = min(m.spec.context_length for m in self.models.values()) - d["n_gen"] - d["warmup"]
+        return sorted({min(x, cap) for x in d["depths"]})
+
+    def depth_cells(self, device: str) -> list[str]:
+        if not self.cfg.get("depth", {}).get("enabled"):
             return []
         return [f"{self.cell_dir('depth', device, m, q)}/d{depth}.jsonl" for m in self.models for q in self.quants
-                for depth in d["depths"] if depth < self.models[m].spec.context_length]
+                for depth in self.depths()]
 
     def other_device_records(self) -> list[str]:
         """Records of this experiment's cells from other devices, already on disk (merged, never rerun)."""

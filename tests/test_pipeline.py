@@ -167,8 +167,8 @@ def test_rerunning_one_device_leaves_the_other_devices_records_identical(work, s
               env={"EDGEMOE_HOST_DEVICE": "cpu-b"})
     assert {p: sha256_file(p) for p in before} == before
     table = read_parquet(work / "results/runs.parquet").to_pandas()
-    assert set(table["device"]) == {"cpu-a", "cpu-b"}
-    bench = table[table["kind"] == "bench"]
+    assert {"cpu-a", "cpu-b"} <= set(table["device"])  # (+ this host's profile cells of the same models)
+    bench = table[(table["kind"] == "bench") & table["device"].isin(["cpu-a", "cpu-b"])]
     assert bench.groupby("device").size().to_dict() == {"cpu-a": 8, "cpu-b": 8}
 
 
