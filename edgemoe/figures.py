@@ -80,18 +80,26 @@ def _order(runs: pd.DataFrame, models: list[str]) -> list[str]:
     return [m for m in models if m in present] + sorted(present - set(models))
 
 
+def _device_panels(runs: pd.DataFrame, models: list[str], style: str, order_models: list[str] | None = None):
+    """The common start of a one-panel-per-device figure: style, bench rows, model order and
+    colours (colours by the full order, so a model keeps its colour when others are left out)."""
+    plt.style.use(style)
+    bench = _bench(runs)
+    full = _order(bench, models)
+    order = order_models if order_models is not None else full
+    devices = sorted(bench["device"].unique())
+    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * len(order)))
+    return bench, order, model_colours(full), list(zip(axes[0], devices)), fig
+
+
 def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> None:
     """Generation throughput of each model relative to the same-active dense baseline, per device,
     with the bootstrap interval of the ratio; 1 = as fast as the baseline."""
     from edgemoe.stats import ratio_ci
 
-    plt.style.use(style)
-    bench = _bench(runs)
-    order = [m for m in _order(bench, models) if m != baseline]
-    colours = model_colours(_order(bench, models))
-    devices = sorted(bench["device"].unique())
-    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.8 + 0.35 * len(order)))
-    for ax, device in zip(axes[0], devices):
+    others = [m for m in _order(_bench(runs), models) if m != baseline]
+    bench, order, colours, panels, fig = _device_panels(runs, models, style, others)
+    for ax, device in panels:
         d = bench[(bench["device"] == device) & (bench["phase"] == "tg") & (bench["status"] == "ok")]
         base = d.loc[d["model"] == baseline, "tokens_per_s"]
         for i, model in enumerate(order):
@@ -114,13 +122,8 @@ def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str,
 def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
     """Peak RSS of the benchmark process and model file size per model, against the device's
     memory ceiling; failed cells marked with their status."""
-    plt.style.use(style)
-    bench = _bench(runs)
-    order = _order(bench, models)
-    colours = model_colours(order)
-    devices = sorted(bench["device"].unique())
-    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * len(order)))
-    for ax, device in zip(axes[0], devices):
+    bench, order, colours, panels, fig = _device_panels(runs, models, style)
+    for ax, device in panels:
         d = bench[bench["device"] == device]
         ceiling = d["memory_ceiling_bytes"].max() / 2**30
         for i, model in enumerate(order):
@@ -149,13 +152,8 @@ def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
 def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
     """Net joules per generated token (idle baseline subtracted); a device without an energy
     counter says so instead of showing zeros."""
-    plt.style.use(style)
-    bench = _bench(runs)
-    order = _order(bench, models)
-    colours = model_colours(order)
-    devices = sorted(bench["device"].unique())
-    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * len(order)))
-    for ax, device in zip(axes[0], devices):
+    bench, order, colours, panels, fig = _device_panels(runs, models, style)
+    for ax, device in panels:
         d = bench[(bench["device"] == device) & (bench["phase"] == "tg")]
         e = d.dropna(subset=["energy_j_per_token_net"])
         if e.empty:
