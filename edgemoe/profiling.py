@@ -74,15 +74,16 @@ def step_records(base: dict[str, Any], run: ProfileRun, kind: str, test: str) ->
     return rows
 
 
-def add_node_classes(records: list[dict[str, Any]], rows_path: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per decode step: ns per node class (edgemoe.nodes) and coverage, into that step's record."""
-    from edgemoe.nodes import CLASSES, class_ns, classify_rows, read_rows
+def add_node_classes(records: list[dict[str, Any]], nodes, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per decode step: ns per node class and coverage, into that step's record.
+    `nodes`: the classified rows (edgemoe.nodes.read_rows)."""
+    from edgemoe.nodes import CLASSES, class_ns
 
-    per_step = class_ns(classify_rows(read_rows(rows_path)))
+    per_step = class_ns(nodes)
     steps = sorted(per_step.index)
     tg = [r for r in records if r.get("phase") == "tg"]
     if len(steps) != len(tg):
-        raise ValueError(f"{rows_path}: {len(steps)} profiled steps but {len(tg)} decode steps in the summary")
+        raise ValueError(f"{len(steps)} profiled steps but {len(tg)} decode steps in the summary")
     coverage = summary.get("coverage") or [None] * len(tg)
     for r, step, cov in zip(tg, steps, coverage):
         for c in CLASSES:
@@ -92,9 +93,9 @@ def add_node_classes(records: list[dict[str, Any]], rows_path: Path, summary: di
     return records
 
 
-def layer_table(rows_path: Path):
-    """Per-layer detail (edgemoe.nodes.layer_detail: ns per layer and class, median over steps, and
-    each layer's routing share of its MoE block)."""
-    from edgemoe.nodes import classify_rows, layer_detail, read_rows
+def layer_table(nodes):
+    """Per-layer detail of classified rows (edgemoe.nodes.layer_detail: ns per layer and class,
+    median over steps, and each layer's routing share of its MoE block)."""
+    from edgemoe.nodes import layer_detail
 
-    return layer_detail(classify_rows(read_rows(rows_path)), stat="median")
+    return layer_detail(nodes, stat="median")

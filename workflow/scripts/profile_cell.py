@@ -7,7 +7,14 @@ from pathlib import Path
 from edgemoe.cells import base_record, cell_spec
 from edgemoe.engine import binary
 from edgemoe.files import atomic_path, atomic_write_text, write_jsonl
-from edgemoe.profiling import PROFILER, add_node_classes, layer_table, run_profiler, step_records
+from edgemoe.nodes import read_rows
+from edgemoe.profiling import (
+    PROFILER,
+    add_node_classes,
+    layer_table,
+    run_profiler,
+    step_records,
+)
 
 p, w, out = snakemake.params, snakemake.wildcards, snakemake.output
 spec = cell_spec(
@@ -19,9 +26,11 @@ run = run_profiler(spec, spec.bench_exe, p.settings["warmup"], True, Path(out.su
                    Path(snakemake.log[0]), Path(p.lock))
 records = step_records(base_record(spec, run.result), run, "profile", "profile")
 if run.status == "ok":
-    records = add_node_classes(records, rows_tmp, run.summary)
-atomic_write_text(out.layers, layer_table(rows_tmp).to_csv(index=False, float_format="%.6g") if run.status == "ok"
-                  else f"status,reason\n{run.status},{run.reason}\n")
+    nodes = read_rows(rows_tmp)  # read and classified once, for the records and the layer table
+    records = add_node_classes(records, nodes, run.summary)
+    atomic_write_text(out.layers, layer_table(nodes).to_csv(index=False, float_format="%.6g"))
+else:
+    atomic_write_text(out.layers, f"status,reason\n{run.status},{run.reason}\n")
 with atomic_path(out.rows) as tmp, open(rows_tmp if rows_tmp.exists() else "/dev/null", "rb") as src, \
         gzip.open(tmp, "wb") as dst:
     shutil.copyfileobj(src, dst)
