@@ -80,7 +80,8 @@ def test_records_are_complete_plausible_and_carry_provenance(work, smoke_run):
     assert (table["kind"] == "bench").sum() == 24
     prof = table[table["kind"] == "profile"]
     assert len(prof) == 4 * 8 and (prof["status"] == "ok").all()  # 4 models x 8 profiled decode steps
-    assert (prof["node_coverage"] > 0.5).all() and (prof["node_ns_attention"] > 0).all()
+    # per-step coverage dips when another process preempts a thread between nodes: judge the median
+    assert (prof.groupby("model")["node_coverage"].median() > 0.8).all() and (prof["node_ns_attention"] > 0).all()
     moe = prof[prof["model"] == "olmoe-tiny"]
     assert (moe["node_ns_routing"] > 0).all() and (moe["node_ns_expert"] > 0).all()
     assert (prof.loc[prof["model"] != "olmoe-tiny", "node_ns_routing"] == 0).all()
