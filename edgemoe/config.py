@@ -184,9 +184,11 @@ class Experiment:
             raise ConfigError(f"models.{model_id}.local: {m['local']} does not exist")
         seed = m["twin"]["seed"]
         if weights == "twin":
-            # A twin's identity is its spec and seed: a changed spec gets new files, never stale ones.
+            # A twin's identity is its spec, seed and generator: a change gets new files, never stale ones.
+            from edgemoe.twins import GENERATOR_VERSION
+
             skew = m["twin"].get("router_skew", 0)
-            tag = f"twin-s{seed}-{_sha(m['spec'] if not skew else [m['spec'], skew])[:8]}"
+            tag = f"twin-s{seed}-{_sha([m['spec'], skew, GENERATOR_VERSION])[:8]}"
         elif weights == "hf":
             tag = "hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", hf["revision"])
             if not re.fullmatch(r"[0-9a-f]{40}", hf["revision"]):

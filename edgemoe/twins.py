@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,8 +27,10 @@ from edgemoe.architectures import DEFAULT_VOCAB, PRE_TOKENIZER, ArchSpec, Tensor
 from edgemoe.files import atomic_path
 
 BLOCK = 32  # weights per quantization block (Q8_0/Q5_0/K-quant sub-block)
-CHUNK_BLOCKS = 1 << 18  # 8M weights per write
-POOL_BLOCKS = 1 << 17  # shared pool of unit-absmax blocks, 4M weights
+CHUNK_BLOCKS = 1 << 16  # 2M weights per write
+POOL_BLOCKS = 1 << 17  # shared pool of unit-absmax blocks, 4M weights: a chunk is a slice of it (no copy)
+# Bump when the values a seed gives change: it is part of a twin's tag, so old files are not reused.
+GENERATOR_VERSION = 2
 
 # log2(block absmax) ~ N(m, s) per tensor kind: rough values for trained 1-3 B models
 # (trained tensors spread block magnitudes over several binades: s of 0.35-1.1).
@@ -124,14 +128,28 @@ def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, magnit
     blocks_left = n // BLOCK
     while blocks_left:
         nb = min(CHUNK_BLOCKS, blocks_left)
-        start = int(rng.integers(0, POOL_BLOCKS))
-        idx = (start + np.arange(nb)) % POOL_BLOCKS if start + nb > POOL_BLOCKS else slice(start, start + nb)
+        start = int(rng.integers(0, POOL_BLOCKS - nb + 1))
         scale = np.exp2(rng.normal(m, s, size=(nb, 1))).astype(np.float32)
-        values = (pool[idx] * scale).reshape(-1)
+        values = _scaled(pool[start:start + nb], scale, dtype)
         if row_scale is not None:  # small tensors only (one chunk): the router
-            values = (values.reshape(len(row_scale), -1) * row_scale[:, None]).reshape(-1)
-        yield values.astype(dtype)
+            values = (values.reshape(len(row_scale), -1) * row_scale[:, None]).astype(dtype)
+        yield values.reshape(-1)
         blocks_left -= nb
+
+
+_COMPUTE = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+
+
+def _scaled(blocks: np.ndarray, scale: np.ndarray, dtype) -> np.ndarray:
+    """blocks * scale cast straight into dtype, split over the CPUs (numpy releases the GIL): this
+    product is what limits the speed of twin writing."""
+    out = np.empty(blocks.shape, dtype)
+    bounds = np.linspace(0, len(blocks), (os.cpu_count() or 1) + 1).astype(int)
+    parts = [_COMPUTE.submit(np.multiply, blocks[a:b], scale[a:b], out=out[a:b], casting="unsafe")
+             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    for p in parts:
+        p.result()
+    return out
 
 
 def router_row_scale(n_expert: int, skew: float) -> np.ndarray | None:
@@ -163,16 +181,25 @@ def _write_gguf(out: Path, arch: str, add_metadata, tensors: list[TensorSpec], c
         total = sum(t.n_elements * (2 if t.dtype == "F16" else 4) for t in tensors)
         bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not progress, file=sys.stderr,
                    mininterval=2.0)
-        for i, t in enumerate(tensors):
-            w.write_padding(fout, fout.tell())
-            nbytes = 0
-            for chunk in chunks_for(i, t):
-                chunk.tofile(fout)
-                nbytes += chunk.nbytes
-                bar.update(chunk.nbytes)
-            expected = t.n_elements * (2 if t.dtype == "F16" else 4)
-            assert nbytes == expected, f"{t.name}: wrote {nbytes} bytes, expected {expected}"
-            w.write_padding(fout, nbytes)
+        # A writer thread writes chunk k while the next is computed (numpy and write() release the GIL).
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending = deque()
+            for i, t in enumerate(tensors):
+                while pending:  # padding goes after every chunk of the tensor before
+                    pending.popleft().result()
+                w.write_padding(fout, fout.tell())
+                nbytes = 0
+                for chunk in chunks_for(i, t):
+                    pending.append(writer.submit(fout.write, memoryview(chunk).cast("B")))
+                    if len(pending) > 2:
+                        pending.popleft().result()
+                    nbytes += chunk.nbytes
+                    bar.update(chunk.nbytes)
+                expected = t.n_elements * (2 if t.dtype == "F16" else 4)
+                assert nbytes == expected, f"{t.name}: wrote {nbytes} bytes, expected {expected}"
+                while pending:
+                    pending.popleft().result()
+                w.write_padding(fout, nbytes)
         bar.close()
         fout.flush()
         os.fsync(fout.fileno())

@@ -7,7 +7,7 @@ def run_record_files(wildcards):
     if EXP.runs == "released":
         fresh = []
     elif ROUNDS["enabled"]:
-        fresh = round_record_files() + other_device_round_records()
+        fresh = []  # listed by the rounds' closing files (input rounds of collect_runs)
     else:
         fresh = EXP.cells(EXP.device_id) + EXP.other_device_records()
     if EXP.runs != "released":
@@ -18,6 +18,8 @@ def run_record_files(wildcards):
 rule collect_runs:
     input:
         records=run_record_files,
+        rounds=lambda w: [rounds_done_file()] + other_device_rounds_done()
+        if ROUNDS["enabled"] and EXP.runs != "released" else [],
     output:
         "results/runs.parquet",
     log:

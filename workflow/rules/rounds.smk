@@ -6,8 +6,9 @@
 # `round_decision` checkpoint decides (edgemoe.rounds.decide) whether another round runs; the
 # aggregate `rounds_all` reads the decisions one by one (the iterative-checkpoint pattern).
 #
-# Needs common.smk (EXP, BENCH_LOCK, build_dir). Targets: rounds_all (records + decisions),
-# figure_drift (figures/drift/<device>/<engine>.{png,pdf}).
+# Needs common.smk (EXP, BENCH_LOCK, build_dir). Targets: rounds_all (records + decisions, closed by
+# results/rounds/<device>/<design>-stop-<rule>.done.json), figure_drift (figures/drift/<device>/<engine>.*).
+import hashlib
 import json
 
 from edgemoe import rounds as R
@@ -33,7 +34,23 @@ if ROUNDS["order"] not in R.ORDER_MODES:
                         + ", ".join(R.ORDER_MODES))
 ROUND_CELLS = [R.cell_key(m, q, t) for m in EXP.models for q in EXP.quants for t in EXP.tests]
 ROUND_PAIRS = R.headline_pairs({m: EXP.models[m].family for m in EXP.models}, EXP.baseline, ROUNDS["target_pairs"])
-ROUND_DIR = "results/rounds/{device}/{engine}/r{round}"
+# The design's identity (what is measured and in which order): another experiment's rounds live in
+# another folder instead of overwriting these. Stopping settings (target, budget, max_rounds) are
+# not part of it: raising the budget adds rounds to the same design.
+DESIGN = "design-" + hashlib.sha256(json.dumps(
+    [ROUND_CELLS, ROUNDS["repetitions"], ROUNDS["order"], ROUNDS["seed"], EXP.use_mmap,
+     {m: EXP.models[m].weights_tag for m in EXP.models}, {t: EXP.tests[t] for t in EXP.tests}],
+    sort_keys=True, default=str).encode()).hexdigest()[:8]
+ROUND_DIR = "results/rounds/{device}/{engine}/" + DESIGN + "/r{round}"
+# The stopping rule's identity, in the name of the file that closes the rounds (rules rounds_all):
+# Snakemake does not look behind a checkpoint for an output that exists, so a new design or a
+# changed budget or target must give that file a new name to reach the run table.
+STOPPING = hashlib.sha256(json.dumps([ROUNDS[k] for k in ("min_rounds", "max_rounds", "target_halfwidth",
+                                      "target_phase", "target_pairs", "budget_s")]).encode()).hexdigest()[:6]
+
+
+def rounds_done_file(device=None):
+    return f"results/rounds/{device or EXP.device_id}/{DESIGN}-stop-{STOPPING}.done.json"
 
 
 def round_tag(k):
@@ -42,11 +59,11 @@ def round_tag(k):
 
 def round_cell_file(device, engine, k, key, ext="jsonl"):
     m, q, t = R.split_key(key)
-    return f"results/rounds/{device}/{engine}/r{round_tag(k)}/{m}/{EXP.models[m].weights_tag}/{q}/{t}.{ext}"
+    return f"results/rounds/{device}/{engine}/{DESIGN}/r{round_tag(k)}/{m}/{EXP.models[m].weights_tag}/{q}/{t}.{ext}"
 
 
 def round_decision_file(device, engine, k):
-    return f"results/rounds/{device}/{engine}/r{round_tag(k)}/decision.json"
+    return f"results/rounds/{device}/{engine}/{DESIGN}/r{round_tag(k)}/decision.json"
 
 
 def round_order_of(k):
@@ -94,24 +111,16 @@ def round_decisions(device=None, engine=None):
     return out
 
 
-def round_record_files(wildcards=None, device=None, engine=None):
-    """Every round cell's records of this device (all rounds the decisions asked for): for the run
-    table (collect_runs) and the drift figure."""
-    device = device or getattr(wildcards, "device", None) or EXP.device_id
-    engine = engine or getattr(wildcards, "engine", None) or EXP.engine_id
-    n = len(round_decisions(device, engine))
-    return round_records_upto(device, engine, n - 1)[0]
+def other_device_rounds_done():
+    """The same design's closing files of other devices already on disk (the newest of each): their
+    records are merged as they are, never rerun, like EXP.other_device_records()."""
+    import glob
 
-
-def other_device_round_records():
-    """Round records of other devices already on disk (listed by their done.json): merged as they
-    are, never rerun, like EXP.other_device_records()."""
     out = []
     for d in EXP.devices:
-        done = f"results/rounds/{d}/done.json"
-        if d != EXP.device_id and os.path.isfile(done):
-            with open(done) as fh:
-                out += [p for p in json.load(fh)["records"] if os.path.isfile(p)]
+        done = sorted(glob.glob(f"results/rounds/{glob.escape(d)}/{DESIGN}-stop-*.done.json"), key=os.path.getmtime)
+        if d != EXP.device_id and done:
+            out.append(done[-1])
     return out
 
 
@@ -174,32 +183,34 @@ rule rounds_all:
     """Every round this device's decisions asked for, and the last decision (why it stopped)."""
     input:
         decisions=lambda w: round_decisions(),
-        records=lambda w: round_record_files(),
+        records=lambda w: round_records_upto(EXP.device_id, EXP.engine_id, len(round_decisions()) - 1)[0],
+    params:
+        record_rounds=lambda w: round_records_upto(EXP.device_id, EXP.engine_id, len(round_decisions()) - 1)[1],
     output:
-        f"results/rounds/{EXP.device_id}/done.json",
+        rounds_done_file(),
     run:
         from edgemoe.files import atomic_write_json
 
         last = json.loads(open(input.decisions[-1]).read())
         atomic_write_json(output[0], {
-            "device": EXP.device_id, "engine": EXP.engine_id, "rounds": len(input.decisions),
+            "device": EXP.device_id, "engine": EXP.engine_id, "design": DESIGN, "rounds": len(input.decisions),
             "stopped": last["reason"], "target_halfwidth": last["target_halfwidth"],
             "worst_halfwidth": last["worst_halfwidth"], "used_s": last["used_s"],
             "decisions": list(input.decisions), "records": list(input.records),
+            "record_rounds": list(params.record_rounds),
         })
 
 
 rule figure_drift:
     params:
         models=list(EXP.models),
-        record_rounds=lambda w: round_records_upto(w.device, w.engine, len(round_decisions(w.device, w.engine)) - 1)[1],
     input:
-        records=round_record_files,
+        done=rounds_done_file(),
         style="workflow/figures.mplstyle",
     output:
-        png="figures/drift/{device}/{engine}.png",
-        pdf="figures/drift/{device}/{engine}.pdf",
+        png=f"figures/drift/{EXP.device_id}/{EXP.engine_id}.png",
+        pdf=f"figures/drift/{EXP.device_id}/{EXP.engine_id}.pdf",
     log:
-        "results/logs/figure_drift/{device}-{engine}.log",
+        f"results/logs/figure_drift/{EXP.device_id}-{EXP.engine_id}.log",
     script:
         "../scripts/figure_drift.py"
