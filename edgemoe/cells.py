@@ -226,6 +226,7 @@ class CellSpec:
     device_read_gbs: float | None = None
     cooldown_s: float = 0.0
     power_mode: str | None = None
+    extra_args: tuple[str, ...] = ()  # more llama-bench flags (depth cells: -d, -ctk, -ctv, -fa)
 
 
 def cell_spec(*, cell_id: str, device_id: str, device: Any, exe: str, gguf: str, model_info_path: str,
@@ -303,7 +304,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     )
 
     cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen, spec.repetitions,
-                             spec.threads, spec.n_gpu_layers, spec.use_mmap)
+                             spec.threads, spec.n_gpu_layers, spec.use_mmap, extra=spec.extra_args)
     expected = (spec.n_prompt > 0) + (spec.n_gen > 0)
     with bench_lock(lock_path):
         time.sleep(spec.cooldown_s)  # let the device cool down after the previous cell
@@ -371,6 +372,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
                 "n_prompt": int(row["n_prompt"]), "n_gen": int(row["n_gen"]),
                 "n_batch": row.get("n_batch"), "n_ubatch": row.get("n_ubatch"),
                 "type_k": row.get("type_k"), "type_v": row.get("type_v"), "flash_attn": str(row.get("flash_attn")),
+                "n_depth": row.get("n_depth", 0),
                 "repetition": i, "time_ns": ns, "tokens": tokens, "tokens_per_s": tokens / (ns / 1e9),
                 "model_type": row.get("model_type"), "model_n_params": row.get("model_n_params"),
                 "test_time_utc": row.get("test_time"), "llamabench_build_commit": row.get("build_commit"),

@@ -248,11 +248,19 @@ class Experiment:
         cap = min(m.spec.context_length for m in self.models.values()) - d["n_gen"] - d["warmup"]
         return sorted({min(x, cap) for x in d["depths"]})
 
+    def depth_tests(self) -> list[str]:
+        """Every (depth, KV cache type, method) the config asks for, as test names (edgemoe.depth)."""
+        from edgemoe.depth import test_name
+
+        d = self.cfg.get("depth", {})
+        return [test_name(depth, c, meth) for c in d.get("cache_types", ["f16"]) for meth in d.get("methods", ["auto"])
+                for depth in self.depths()]
+
     def depth_cells(self, device: str) -> list[str]:
         if not self.cfg.get("depth", {}).get("enabled"):
             return []
-        return [f"{self.cell_dir('depth', device, m, q)}/d{depth}.jsonl" for m in self.models for q in self.quants
-                for depth in self.depths()]
+        return [f"{self.cell_dir('depth', device, m, q)}/{t}.jsonl" for m in self.models for q in self.quants
+                for t in self.depth_tests()]
 
     def other_device_records(self) -> list[str]:
         """Records of this experiment's cells from other devices, already on disk (merged, never rerun)."""

@@ -75,7 +75,8 @@ def changelog_commit(changelog: str, version: str) -> str:
     m = re.search(rf"^## \[{re.escape(version)}\]\s*$(.*?)(?=^## \[|\Z)", changelog, re.M | re.S)
     if not m:
         raise EngineError(f"CHANGELOG has no section for version {version}")
-    c = re.search(r"llama\.cpp@([0-9a-f]{40})", m.group(1))
+    # Newer CHANGELOGs name abbreviated commits (llama.cpp@0c1e57098): recorded as named.
+    c = re.search(r"llama\.cpp@([0-9a-f]{7,40})\b", m.group(1))
     if not c:
         raise EngineError(f"CHANGELOG section {version} names no llama.cpp commit")
     return c.group(1)

@@ -280,17 +280,22 @@ def depth_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: st
         save(fig, out_paths)
         return
     colours = model_colours(_order(t, models))
-    for model, m in t.groupby("model", sort=False):
+    # Several devices, engines, KV cache types or methods: one line style each, named in the legend.
+    variant_keys = ["device", "engine", "kv_cache", "method"]
+    variants = list(t.groupby(variant_keys, sort=True).groups)
+    styles = ["-", "--", ":", "-."]
+    for (model, *variant), m in t.groupby(["model", *variant_keys], sort=False):
         m = m.sort_values("depth")
-        c = colours[model]
+        c, ls = colours[model], styles[variants.index(tuple(variant)) % len(styles)]
+        label = model if len(variants) == 1 else f"{model} ({', '.join(map(str, variant))})"
         axes[0].errorbar(m["depth"], m["decode_tok_s"], yerr=[m["decode_tok_s"] - m["decode_lo"], m["decode_hi"] - m["decode_tok_s"]],
-                         color=c, marker="o", ms=3, capsize=2, label=model)
-        axes[1].plot(m["depth"], m["peak_rss_GiB"], color=c, marker="o", ms=3)
+                         color=c, ls=ls, marker="o", ms=3, capsize=2, label=label)
+        axes[1].plot(m["depth"], m["peak_rss_GiB"], color=c, ls=ls, marker="o", ms=3)
         bad = m[m["status"] != "ok"]
         axes[1].plot(bad["depth"], bad["peak_rss_GiB"], "x", color="crimson", ms=6)
         if model != baseline:
             axes[2].errorbar(m["depth"], m["ratio_to_baseline"], yerr=[m["ratio_to_baseline"] - m["ratio_lo"],
-                             m["ratio_hi"] - m["ratio_to_baseline"]], color=c, marker="o", ms=3, capsize=2)
+                             m["ratio_hi"] - m["ratio_to_baseline"]], color=c, ls=ls, marker="o", ms=3, capsize=2)
     axes[1].axhline(t["memory_ceiling_GiB"].max(), color="crimson", ls="--", lw=0.8)
     axes[1].annotate("device ceiling", (0, t["memory_ceiling_GiB"].max()), fontsize=6, color="crimson", va="bottom")
     axes[2].axhline(1, color="grey", ls="--", lw=0.8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 
 # Fields we read, with the names later versions use for them.
@@ -20,14 +21,36 @@ ALIASES = {
 
 
 def command(bench: str, model: str, n_prompt: int, n_gen: int, repetitions: int, threads: int,
-            n_gpu_layers: int, use_mmap: bool, output: str = "jsonl") -> list[str]:
+            n_gpu_layers: int, use_mmap: bool, output: str = "jsonl", extra: tuple[str, ...] = ()) -> list[str]:
     """Every setting that changes a measurement is passed explicitly, never left to defaults.
 
     -v keeps llama.cpp's loader messages on stderr: without it a failed load says only "failed to
     load model", and the reason (e.g. "insufficient memory") is what a failed cell records."""
     return [bench, "-m", model, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(repetitions),
             "-t", str(threads), "-ngl", str(n_gpu_layers), "-mmp", "1" if use_mmap else "0",
-            "-o", output, "-v"]
+            "-o", output, "-v", *extra]
+
+
+def supports_depth(bench: str) -> bool:
+    """Whether this llama-bench has -d/--n-depth (llama.cpp from mid-2025; not the study's engine)."""
+    import subprocess
+
+    proc = subprocess.run([bench, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    return "--n-depth" in proc.stdout + proc.stderr
+
+
+# The KV cache size and context length llama.cpp logs (-v), at the study's engine and at newer ones:
+#   llama_kv_cache_init: ... KV self size  =  516.00 MiB, K (f16): ...        (f7cd13301)
+#   llama_kv_cache: size =  516.00 MiB (  4128 cells,  16 layers, ...), ...   (0c1e57098)
+_KV_SIZE = re.compile(r"(?:KV self size|llama_kv_cache: size)\s*=\s*([0-9.]+) MiB")
+_N_CTX = re.compile(r"\bn_ctx\s*=\s*(\d+)")
+
+
+def logged_kv_cache(stderr_text: str) -> tuple[int | None, int | None]:
+    """(KV cache bytes, n_ctx) of the last context llama.cpp logged, or None where not logged."""
+    kv = _KV_SIZE.findall(stderr_text)
+    ctx = _N_CTX.findall(stderr_text)
+    return (int(float(kv[-1]) * 2**20) if kv else None, int(ctx[-1]) if ctx else None)
 
 
 def parse(text: str) -> list[dict[str, Any]]:

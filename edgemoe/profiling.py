@@ -3,9 +3,9 @@ patches/llama.cpp-f7cd13301/0001-node-timing.patch):
 
 - profile cells: decode N tokens after a P-token prompt with per-node timing on (after a warm-up),
   classify every node (edgemoe.nodes) and record one row per decode step;
-- depth cells: the same binary with profiling off, at a context depth P (the study's engine has
-  no llama-bench -d): decode tok/s at that depth, the prompt's prefill tok/s and the KV cache size
-  llama.cpp reports.
+- depth cells (edgemoe.depth): the same binary with profiling off, at a context depth P (the study's
+  engine has no llama-bench -d): decode tok/s at that depth, the prompt's prefill tok/s and the KV
+  cache size llama.cpp reports.
 
 Both are measured like benchmark cells (edgemoe.cells: lock, exact peak RSS, failures as results)
 and their rows carry the same provenance.
@@ -35,7 +35,8 @@ def run_profiler(spec: CellSpec, exe: str, warmup: int, profile: bool, summary_p
                  stderr_path: Path, lock_path: Path) -> ProfileRun:
     cmd = [exe, "-m", spec.model_path, "-t", str(spec.threads), "-ngl", str(spec.n_gpu_layers),
            "--mmap", "1" if spec.use_mmap else "0", "-p", str(spec.n_prompt), "-n", str(spec.n_gen),
-           "--warmup", str(warmup), "--profile", "1" if profile else "0", "--summary", str(summary_path), "-v"]
+           "--warmup", str(warmup), "--profile", "1" if profile else "0", "--summary", str(summary_path), "-v",
+           *spec.extra_args]
     if rows_path is not None:
         cmd += ["--rows", str(rows_path)]
     summary_path.unlink(missing_ok=True)
@@ -69,6 +70,8 @@ def step_records(base: dict[str, Any], run: ProfileRun, kind: str, test: str) ->
         rows.append({**common, "run_id": f"{prefix}/tg/{i}", "phase": "tg", "repetition": i, "n_prompt": 0,
                      "n_gen": 1, "n_depth": int(s["n_prompt"]), "time_ns": int(ns), "tokens": 1, "tokens_per_s": 1e9 / ns})
     for row in rows:
+        row["type_k"], row["type_v"] = s.get("type_k", "f16"), s.get("type_v", "f16")  # programs before -ctk: f16
+        row["flash_attn"] = str(bool(s.get("flash_attn")))
         row["n_ctx"] = int(s["n_ctx"]) if s.get("n_ctx") is not None else None
         row["kv_cache_bytes"] = int(float(s["kv_cache_mib"]) * 2**20) if s.get("kv_cache_mib") is not None else None
     return rows

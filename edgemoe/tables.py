@@ -162,10 +162,15 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     depth, decode tok/s (median over decode steps, 95% interval), the prompt's prefill tok/s, peak
     RSS, the KV cache llama.cpp reports beside the size computed from the architecture, and the
     decode ratio to the same-active baseline at that depth."""
+    from edgemoe.depth import parse_test_name
+
     d = runs[runs["kind"] == "depth"]
-    d = d.assign(depth=d["test"].str.removeprefix("depth").astype(int))  # the cell's depth, failed cells too
+    # depth, KV cache type and method from the cell's test name: failed cells too
+    parsed = pd.DataFrame([parse_test_name(t) for t in d["test"]], index=d.index, columns=["depth", "kv_cache", "method"])
+    d = d.assign(**parsed)
     rows = []
-    for (device, engine, quant, depth), g in d.groupby(["device", "engine", "quant", "depth"], sort=True):
+    keys = ["device", "engine", "quant", "kv_cache", "method", "depth"]
+    for (device, engine, quant, kv_cache, method, depth), g in d.groupby(keys, sort=True):
         base = g[(g["model"] == baseline) & (g["phase"] == "tg") & (g["status"] == "ok")]["tokens_per_s"]
         for model, m in g.groupby("model", sort=False):
             ok = m[m["status"] == "ok"]
@@ -174,7 +179,10 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
             ratio = ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base) if model != baseline else NAN
             n_ctx = ok["n_ctx"].max() if len(ok) else np.nan
             rows.append({
-                "device": device, "engine": engine, "model": model, "quant": quant, "depth": int(depth),
+                "device": device, "engine": engine, "model": model, "quant": quant, "kv_cache": kv_cache,
+                "method": method if method != "auto" or "depth_method" not in m else
+                ",".join(sorted(m["depth_method"].dropna().unique())) or "auto",
+                "depth": int(depth),
                 "status": "ok" if (m["status"] == "ok").all() else m.loc[m["status"] != "ok", "status"].iloc[0],
                 "decode_tok_s": tg.value, "decode_lo": tg.lo, "decode_hi": tg.hi,
                 "prefill_tok_s": float(pp.median()) if len(pp) else np.nan,

@@ -35,25 +35,34 @@ rule profile_cell:
         "../scripts/profile_cell.py"
 
 
+def depth_build(w):
+    from edgemoe.depth import parse_test_name
+
+    if parse_test_name(w.dtest)[2] == "edgemoe-profile":
+        return profiler_build(w)
+    return f"{build_dir(w.device)}/build-info.json"
+
+
 rule depth_cell:
     params:
-        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/depth{w.depth}",
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.dtest}",
         device=lambda w: EXP.devices[w.device],
         settings=config["depth"],
         use_mmap=EXP.use_mmap,
         timeout_s=EXP.timeout_s,
         lock=BENCH_LOCK,
     input:
-        build=profiler_build,
+        build=depth_build,
         gguf="results/models/{model}/{tag}/{quant}.gguf",
         model_info="results/models/{model}/{tag}/{quant}.json",
     output:
-        records="results/depth/{device}/{engine}/{model}/{tag}/{quant}/d{depth}.jsonl",
-        summary="results/depth/{device}/{engine}/{model}/{tag}/{quant}/d{depth}.summary.json",
+        records="results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.jsonl",
+        summary="results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.summary.json",
+        raw=directory("results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.raw"),
     log:
-        "results/depth/{device}/{engine}/{model}/{tag}/{quant}/d{depth}.stderr.log",
+        "results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.stderr.log",
     wildcard_constraints:
-        depth=r"\d+",
+        dtest=r"depth\d+[-a-z0-9_]*",
     threads: workflow.cores
     resources:
         bench=1,

@@ -1,21 +1,24 @@
-"""Decode at one context depth with profiling off (edgemoe.profiling)."""
+"""Decode at one context depth (edgemoe.depth: llama-bench -d, or edgemoe-profile with profiling off)."""
 import json
 from pathlib import Path
 
-from edgemoe.cells import base_record, cell_spec
+from edgemoe.cells import cell_spec
 from edgemoe.engine import binary
-from edgemoe.files import atomic_path, write_jsonl
-from edgemoe.profiling import PROFILER, run_profiler, step_records
+from edgemoe.depth import parse_test_name, run_depth_cell, write_summary
+from edgemoe.files import write_jsonl
 
 p, w, out = snakemake.params, snakemake.wildcards, snakemake.output
+depth, cache_type, method = parse_test_name(w.dtest)
+tools = {name: binary(snakemake.input.build, name) for name in json.loads(Path(snakemake.input.build).read_text())["binaries"]}
 spec = cell_spec(
-    cell_id=p.cell_id, device_id=w.device, device=p.device, exe=binary(snakemake.input.build, PROFILER),
+    cell_id=p.cell_id, device_id=w.device, device=p.device, exe=tools["llama-bench"],
     gguf=snakemake.input.gguf, model_info_path=snakemake.input.model_info, build_info_path=snakemake.input.build,
-    test=f"depth{w.depth}", n_prompt=int(w.depth), n_gen=p.settings["n_gen"], repetitions=1, use_mmap=p.use_mmap, timeout_s=p.timeout_s)
-run = run_profiler(spec, spec.bench_exe, p.settings["warmup"], False, Path(out.summary + ".tmp"), None,
-                   Path(snakemake.log[0]), Path(p.lock))
-records = step_records(base_record(spec, run.result), run, "depth", f"depth{w.depth}")
-with atomic_path(out.summary) as tmp:
-    tmp.write_text(json.dumps(run.summary or {"status": run.status, "reason": run.reason}, indent=2))
-Path(out.summary + ".tmp").unlink(missing_ok=True)
+    test=w.dtest, n_prompt=depth, n_gen=p.settings["n_gen"], repetitions=p.settings["repetitions"],
+    use_mmap=p.use_mmap, timeout_s=p.timeout_s)
+raw = Path(out.raw)
+raw.mkdir(parents=True, exist_ok=True)
+records = run_depth_cell(spec, method=method, depth=depth, cache_type=cache_type, warmup=p.settings["warmup"],
+                         repetitions=p.settings["repetitions"], tools=tools, out_dir=raw,
+                         stderr_path=Path(snakemake.log[0]), lock_path=Path(p.lock))
+write_summary(Path(out.summary), records)
 write_jsonl(out.records, records)

@@ -1,0 +1,146 @@
+"""Depth cells (edgemoe.depth): names, flags, method choice, and both methods' records from
+stand-in programs that print what the real ones print."""
+import json
+import os
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edgemoe import llamabench
+from edgemoe.cells import CellSpec
+from edgemoe import depth as D
+from edgemoe.depth import cache_args, parse_test_name, resolve_method, run_depth_cell
+from edgemoe.engine import changelog_commit
+
+OLD_LOG = """llama_new_context_with_model: n_ctx         = 4128
+llama_kv_cache_init:        CPU KV buffer size =   516.00 MiB
+llama_new_context_with_model: KV self size  =  516.00 MiB, K (f16):  258.00 MiB, V (f16):  258.00 MiB
+"""
+NEW_LOG = """llama_context: n_ctx         = 1056
+llama_kv_cache:        CPU KV buffer size =    70.12 MiB
+llama_kv_cache: size =   70.12 MiB (  1056 cells,  16 layers,  1/1 seqs), K (q8_0):   35.06 MiB, V (q8_0):   35.06 MiB
+"""
+
+
+def test_names_round_trip_and_defaults_stay_short():
+    assert D.test_name(512, "f16", "auto") == "depth512"
+    assert D.test_name(512, "q8_0", "llama-bench") == "depth512-q8_0-llama-bench"
+    for name in ["depth0", "depth4078-q8_0", "depth512-edgemoe-profile", "depth1-q4_0-llama-bench"]:
+        assert D.test_name(*parse_test_name(name)) == name
+    with pytest.raises(ValueError):
+        parse_test_name("depth512-bf16")
+
+
+def test_quantized_cache_turns_flash_attention_on():
+    assert cache_args("f16") == ()
+    assert cache_args("q8_0") == ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "1")
+    with pytest.raises(ValueError, match="allowed"):
+        cache_args("q2_k")
+
+
+def test_kv_cache_size_and_context_from_both_engines_logs():
+    assert llamabench.logged_kv_cache(OLD_LOG) == (516 * 2**20, 4128)
+    assert llamabench.logged_kv_cache(NEW_LOG) == (int(70.12 * 2**20), 1056)
+    assert llamabench.logged_kv_cache("nothing here") == (None, None)
+
+
+def test_changelog_with_an_abbreviated_commit():
+    log = "## [0.3.36]\n\n- feat: update llama.cpp to ggml-org/llama.cpp@0c1e57098\n\n## [0.3.35]\n"
+    assert changelog_commit(log, "0.3.36") == "0c1e57098"
+
+
+def program(path: Path, body: str) -> str:
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+FAKE_BENCH = """
+import json, sys
+a = sys.argv[1:]
+if "--help" in a:
+    print("  -d, --n-depth <n>" if "{depth}" == "yes" else "  -p, --n-prompt <n>")
+    sys.exit(0)
+v = lambda flag: a[a.index(flag) + 1]
+p, n, r, d = int(v("-p")), int(v("-n")), int(v("-r")), int(v("-d"))
+ctk = v("-ctk") if "-ctk" in a else "f16"
+kv = (p + n + d) * 0.0625
+sys.stderr.write(f"llama_context: n_ctx = {{p + n + d}}\\nllama_kv_cache: size = {{kv:.2f}} MiB (...)\\n")
+ns = [int(1e9 * max(p, n) / (100.0 if n else 400.0))] * r
+print(json.dumps({{"n_prompt": p, "n_gen": n, "n_depth": d, "n_threads": int(v("-t")), "type_k": ctk, "type_v": ctk,
+                  "flash_attn": "-fa" in a, "samples_ns": ns, "model_type": "fake", "model_n_params": 1,
+                  "build_commit": "0c1e570", "test_time": "2026-11-22T00:00:00Z"}}), flush=True)
+"""
+
+FAKE_PROFILE = """
+import json, sys
+a = sys.argv[1:]
+v = lambda flag: a[a.index(flag) + 1]
+p, n = int(v("-p")), int(v("-n"))
+sys.stderr.write("llama_new_context_with_model: KV self size  =  2.00 MiB, K (f16): 1.00 MiB\\n")
+json.dump({"n_prompt": p, "n_ctx": p + n + 3, "prompt_ms": p * 2.5, "decode_wall_ns": [10_000_000] * n,
+           "kv_cache_mib": 2.0, "type_k": v("-ctk") if "-ctk" in a else "f16", "flash_attn": "-fa" in a},
+          open(v("--summary"), "w"))
+"""
+
+
+def spec(tmp_path, exe, test):
+    info = {"model": "m", "family": "dense", "weights_source": "twin", "params_total": 1, "params_active": 1,
+            "quant": "Q4_K_M", "gguf_sha256": "0", "gguf_bytes": 1}
+    build = {"engine": "e", "commit": "c", "source": {}, "patches": [], "cmake_flags": [], "c_compiler": "cc",
+             "cxx_compiler": "c++", "binaries": {}}
+    import gguf
+    import numpy as np
+
+    model = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(model), "llama")
+    w.add_tensor("token_embd.weight", np.zeros((8, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return CellSpec(cell_id=f"dev/e/m/t/Q4_K_M/{test}", device_id="dev", backend="cpu", bench_exe=exe,
+                    model_path=str(model), model_info=info, build_info=build, test=test, n_prompt=0, n_gen=8,
+                    repetitions=2, threads=1, n_gpu_layers=0, use_mmap=True, timeout_s=60,
+                    memory_ceiling_bytes=2**34)
+
+
+@pytest.fixture
+def tools(tmp_path):
+    return {"llama-bench": program(tmp_path / "llama-bench", FAKE_BENCH.format(depth="yes")),
+            "edgemoe-profile": program(tmp_path / "edgemoe-profile", FAKE_PROFILE)}
+
+
+def test_auto_takes_llama_bench_only_where_it_has_depth(tmp_path, tools):
+    old = program(tmp_path / "old-bench", FAKE_BENCH.format(depth="no"))
+    assert resolve_method("auto", tools["llama-bench"]) == "llama-bench"
+    assert resolve_method("auto", old) == "edgemoe-profile"
+    with pytest.raises(ValueError, match="has no -d"):
+        resolve_method("llama-bench", old)
+
+
+@pytest.mark.parametrize("method", ["llama-bench", "edgemoe-profile"])
+def test_both_methods_record_the_same_fields(tmp_path, tools, method):
+    os.environ.setdefault("EDGEMOE_TEST", "1")
+    s = spec(tmp_path, tools["llama-bench"], D.test_name(64, "q8_0", method))
+    out = tmp_path / f"out-{method}"
+    out.mkdir()
+    rows = run_depth_cell(s, method=method, depth=64, cache_type="q8_0", warmup=1, repetitions=2, tools=tools,
+                          out_dir=out, stderr_path=tmp_path / f"{method}.log", lock_path=tmp_path / "lock")
+    assert {r["status"] for r in rows} == {"ok"}
+    assert {r["kind"] for r in rows} == {"depth"} and {r["depth_method"] for r in rows} == {method}
+    tg = [r for r in rows if r["phase"] == "tg"]
+    pp = [r for r in rows if r["phase"] == "pp"]
+    assert tg and all(r["n_depth"] == 64 for r in tg)
+    assert len(pp) >= 1 and all(r["n_depth"] == 0 and r["tokens"] == 64 for r in pp)
+    assert all(r["kv_cache_bytes"] and r["n_ctx"] and r["type_k"] == "q8_0" for r in rows)
+    if method == "llama-bench":
+        assert all(r["flash_attn"] == "True" for r in rows)  # a quantized V cache needs it
+        assert tg[0]["tokens_per_s"] == pytest.approx(100.0) and pp[0]["tokens_per_s"] == pytest.approx(400.0)
+        assert "llama_kv_cache: size" in (tmp_path / f"{method}.log").read_text()  # one log for the cell
+    else:
+        assert tg[0]["tokens_per_s"] == pytest.approx(100.0) and len(tg) == 8
+    json.dumps(rows)  # records are plain JSON
