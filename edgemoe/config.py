@@ -131,6 +131,13 @@ class Experiment:
         if self.engine_id not in cfg["engines"]:
             raise ConfigError(f"engine: {self.engine_id!r} is not defined under engines; allowed: {_choices(cfg['engines'])}")
         self.engine = cfg["engines"][self.engine_id]
+        # The engine whose convert script and llama-quantize make the model files: by default the one
+        # that runs the cells; naming another lets a newer engine benchmark the very same files.
+        self.models_engine_id = cfg.get("models_engine") or self.engine_id
+        if self.models_engine_id not in cfg["engines"]:
+            raise ConfigError(f"models_engine: {self.models_engine_id!r} is not defined under engines; allowed: "
+                              f"{_choices(cfg['engines'])}")
+        self.models_engine = cfg["engines"][self.models_engine_id]
         self.device_id = resolve_device(cfg, host_device)
         self.devices = {d: self._device(d, p) for d, p in cfg["devices"].items()}
         self.device = self.devices[self.device_id]

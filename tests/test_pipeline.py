@@ -253,3 +253,47 @@ def test_tables_and_figures_rebuild_from_a_release_without_build_or_benchmark(wo
     proc = snakemake(work, "figures/all", *released, check=False)
     assert proc.returncode != 0
     assert "runs.jsonl.gz:4: field 'tokens_per_s' should be double" in proc.stdout + proc.stderr
+
+
+def test_rounds_run_every_cell_once_per_round_in_the_recorded_order(work, smoke_run):
+    snakemake(work, "figures/all", *smoke_with("tests/smoke-rounds.yaml"))
+    [done_path] = list((work / "results/rounds").glob("*/design-*-stop-*.done.json"))
+    done = json.loads(done_path.read_text())
+    assert done["rounds"] == 2 and done["stopped"] == "max rounds"
+    by_round = {}
+    for path, k in zip(done["records"], done["record_rounds"]):
+        rows = read_jsonl(work / path)
+        assert {r["status"] for r in rows} == {"ok"} and len(rows) == 2  # pp and tg, one repetition
+        by_round.setdefault(k, []).append((rows[0]["cell_start_utc"], rows[0]["cell_end_utc"], rows[0]["model"]))
+    for k, decision_path in enumerate(done["decisions"]):
+        decision = json.loads((work / decision_path).read_text())
+        ran = [m for _, _, m in sorted(by_round[k])]
+        assert ran == [c.split("/")[0] for c in decision["order"]]  # in the order drawn for the round
+    assert max(e for _, e, _ in by_round[0]) <= min(s for s, _, _ in by_round[1])  # rounds never overlap
+    runs = read_parquet(work / "results/runs.parquet")
+    bench = runs[runs["kind"] == "bench"]
+    assert len(bench) == 4 * 2 * 2 and bench["cell_id"].str.contains(r"/r00[01]$").all()
+    assert (work / f"figures/drift/{bench['device'].iloc[0]}/{bench['engine'].iloc[0]}.png").is_file()
+    proc = snakemake(work, "-n", "figures/all", *smoke_with("tests/smoke-rounds.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_depth_methods_agree_on_an_engine_that_has_both(work, smoke_run):
+    snakemake(work, "figures/all", *smoke_with("tests/depth-agreement-smoke.yaml"), timeout=3000)
+    t = pd.read_csv(work / "figures/tables/depth.csv")
+    assert set(t["method"]) == {"llama-bench", "edgemoe-profile"} and (t["status"] == "ok").all()
+    assert set(t["depth"]) == {0, 256} and set(t["kv_cache"]) == {"f16", "q8_0"}
+    for (model, kv, depth), g in t.groupby(["model", "kv_cache", "depth"]):
+        m = g.set_index("method")
+        ratio = m.loc["llama-bench", "decode_tok_s"] / m.loc["edgemoe-profile", "decode_tok_s"]
+        assert 0.6 < ratio < 1.6, f"{model} {kv} depth {depth}: llama-bench / edgemoe-profile = {ratio:.2f}"
+        per_ctx = m["kv_cache_MiB_reported"] / m["n_ctx"]
+        assert per_ctx.max() / per_ctx.min() < 1.02, f"{model} {kv} depth {depth}: KV cache per context differs"
+    f16 = t[t["kv_cache"] == "f16"].set_index(["model", "method", "depth"])
+    q8 = t[t["kv_cache"] == "q8_0"].set_index(["model", "method", "depth"])
+    shrink = (q8["kv_cache_MiB_reported"] / q8["n_ctx"]) / (f16["kv_cache_MiB_reported"] / f16["n_ctx"])
+    assert shrink.between(0.5, 0.56).all(), shrink  # q8_0: 34 bytes per 32 values against 64
+    runs = read_parquet(work / "results/runs.parquet")
+    depth = runs[runs["kind"] == "depth"]
+    assert set(depth["engine"]) == {"llama.cpp-0c1e57098"} and set(depth["depth_method"]) == {"llama-bench", "edgemoe-profile"}
+    assert (depth.loc[depth["test"].str.contains("q8_0"), "flash_attn"] == "True").all()

@@ -3,7 +3,8 @@
 # quantized to every configured type and deleted inside one job, so that at most one model's F16
 # is on disk at a time.
 # The engine's source and tools build are ancient(): a rebuilt or newly patched engine does not
-# requantize gigabytes of models; a different engine commit does (it is a param).
+# requantize gigabytes of models; a different engine commit does (it is a param). `models_engine`
+# (default: engine) names the engine that makes them.
 
 
 rule twin_model:
@@ -12,10 +13,10 @@ rule twin_model:
         seed=lambda w: EXP.models[w.model].twin_seed,
         router_skew=lambda w: config["models"][w.model]["twin"].get("router_skew", 0),
         quants=EXP.quants,
-        engine_commit=EXP.engine.get("commit") or EXP.engine["source"],
+        engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     input:
-        source=ancient(f"results/engine/{EXP.engine_id}/source.json"),
-        tools=ancient(f"results/engine/{EXP.engine_id}/build/tools/build-info.json"),
+        source=ancient(f"results/engine/{EXP.models_engine_id}/source.json"),
+        tools=ancient(f"results/engine/{EXP.models_engine_id}/build/tools/build-info.json"),
     output:
         ggufs=expand("results/models/{{model}}/{{tag}}/{quant}.gguf", quant=EXP.quants),
         infos=expand("results/models/{{model}}/{{tag}}/{quant}.json", quant=EXP.quants),
@@ -47,11 +48,11 @@ rule converted_model:
         spec=lambda w: config["models"][w.model]["spec"],
         weights=lambda w: EXP.models[w.model].weights,
         quants=EXP.quants,
-        engine_commit=EXP.engine.get("commit") or EXP.engine["source"],
+        engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     input:
         unpack(lambda w: EXP.weights_rule_input(w.model)),
-        source=f"results/engine/{EXP.engine_id}/source.json",
-        tools=f"results/engine/{EXP.engine_id}/build/tools/build-info.json",
+        source=f"results/engine/{EXP.models_engine_id}/source.json",
+        tools=f"results/engine/{EXP.models_engine_id}/build/tools/build-info.json",
     output:
         ggufs=expand("results/models/{{model}}/{{tag}}/{quant}.gguf", quant=EXP.quants),
         infos=expand("results/models/{{model}}/{{tag}}/{quant}.json", quant=EXP.quants),
