@@ -30,14 +30,20 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
             ok = g[g["status"] == "ok"]
             failed = g[g["status"] != "ok"]
             first = g.iloc[0]
-            pp = median_ci(ok.loc[ok["phase"] == "pp", "tokens_per_s"])
+            rounds = "round" in group and group["round"].notna().any()
+            if rounds:  # rounds design: each round's median, then the median over rounds
+                from edgemoe.rounds import paired_ratios, per_round
+
+                per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
+                pp = median_ci(per.loc[per["phase"] == "pp", "tokens_per_s"])
+                tg = median_ci(per.loc[per["phase"] == "tg", "tokens_per_s"])
+            else:
+                pp = median_ci(ok.loc[ok["phase"] == "pp", "tokens_per_s"])
+                tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
             tg_values = ok.loc[ok["phase"] == "tg", "tokens_per_s"]
-            tg = median_ci(tg_values)
             if model == baseline:
                 ratio = NAN
-            elif group["round"].notna().any():  # rounds design: ratios of pairs inside a round
-                from edgemoe.rounds import paired_ratios
-
+            elif rounds:  # ratios of pairs inside a round
                 ratio = paired_ratios(group[group["status"] == "ok"], model, baseline, phase="tg")
             else:
                 ratio = ratio_ci(tg_values, base_tg["tokens_per_s"])
@@ -55,7 +61,8 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
                 "peak_rss_GB": g["peak_rss_bytes"].max() / 1e9,
                 "j_per_token": float(energy.median()) if len(energy) else np.nan,
                 "temp_peak_c": g["temp_peak_c"].max(),
-                "repetitions": int(max(pp.n, tg.n)),
+                "repetitions": int(max(pp.n, tg.n)),  # rounds design: the number of rounds
+                "design": "rounds" if rounds else "block",
                 "baseline": baseline,
             })
     return pd.DataFrame(rows)
@@ -89,9 +96,15 @@ def display_table(t: pd.DataFrame) -> pd.DataFrame:
 def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_path: str | Path) -> None:
     atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.6g"))
     shown = display_table(t)
-    note = ("Medians over repetitions with 95% bootstrap intervals. 'gen vs baseline' is the generation "
-            "throughput ratio to the same-active dense baseline on the same device (interval: bootstrap "
-            "over both models' repetitions). Weights 'twin' are shape twins (random weights).\n\n")
+    if (t.get("design") == "rounds").any():
+        note = ("Rounds design: per model, the median over rounds of each round's median, with a 95% "
+                "bootstrap interval over rounds; 'gen vs baseline' is the median of the generation ratios "
+                "to the same-active dense baseline paired inside each round, with a bootstrap interval "
+                "over rounds. Weights 'twin' are shape twins (random weights).\n\n")
+    else:
+        note = ("Medians over repetitions with 95% bootstrap intervals. 'gen vs baseline' is the generation "
+                "throughput ratio to the same-active dense baseline on the same device (interval: bootstrap "
+                "over both models' repetitions). Weights 'twin' are shape twins (random weights).\n\n")
     atomic_write_text(md_path, note + shown.to_markdown(index=False) + "\n")
     latex = shown.to_latex(index=False, escape=True, column_format="l" * len(shown.columns))
     atomic_write_text(tex_path, "% needs \\usepackage{booktabs}\n" + latex)
