@@ -185,11 +185,21 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     keys = ["device", "engine", "quant", "kv_cache", "method", "depth"]
     for (device, engine, quant, kv_cache, method, depth), g in d.groupby(keys, sort=True):
         base = g[(g["model"] == baseline) & (g["phase"] == "tg") & (g["status"] == "ok")]["tokens_per_s"]
+        rounds = "round" in g and g["round"].notna().any()
         for model, m in g.groupby("model", sort=False):
             ok = m[m["status"] == "ok"]
-            tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
-            pp = ok.loc[ok["phase"] == "pp", "tokens_per_s"]
-            ratio = ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base) if model != baseline else NAN
+            if rounds:  # depth cells in rounds: medians over round medians, ratios paired inside rounds
+                from edgemoe.rounds import paired_ratios, per_round
+
+                per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
+                tg = median_ci(per.loc[per["phase"] == "tg", "tokens_per_s"])
+                pp = per.loc[per["phase"] == "pp", "tokens_per_s"]
+                ratio = (paired_ratios(g[g["status"] == "ok"], model, baseline, phase="tg")
+                         if model != baseline else NAN)
+            else:
+                tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
+                pp = ok.loc[ok["phase"] == "pp", "tokens_per_s"]
+                ratio = ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base) if model != baseline else NAN
             n_ctx = ok["n_ctx"].max() if len(ok) else np.nan
             rows.append({
                 "device": device, "engine": engine, "model": model, "quant": quant, "kv_cache": kv_cache,

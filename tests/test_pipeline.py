@@ -263,16 +263,22 @@ def test_rounds_run_every_cell_once_per_round_in_the_recorded_order(work, smoke_
     by_round = {}
     for path, k in zip(done["records"], done["record_rounds"]):
         rows = read_jsonl(work / path)
-        assert {r["status"] for r in rows} == {"ok"} and len(rows) == 2  # pp and tg, one repetition
-        by_round.setdefault(k, []).append((rows[0]["cell_start_utc"], rows[0]["cell_end_utc"], rows[0]["model"]))
+        assert {r["status"] for r in rows} == {"ok"} and {r["round"] for r in rows} == {k}
+        if path.endswith("pp64-tg16.jsonl"):
+            assert len(rows) == 2  # pp and tg, one repetition
+        by_round.setdefault(k, []).append((rows[0]["cell_start_utc"], rows[0]["cell_end_utc"],
+                                           f"{rows[0]['model']}/{rows[0]['quant']}/{rows[0]['test']}"))
+    assert len(by_round[0]) == 4 * (1 + 2)  # per model: the test and two depth cells
     for k, decision_path in enumerate(done["decisions"]):
         decision = json.loads((work / decision_path).read_text())
-        ran = [m for _, _, m in sorted(by_round[k])]
-        assert ran == [c.split("/")[0] for c in decision["order"]]  # in the order drawn for the round
+        assert [c for _, _, c in sorted(by_round[k])] == decision["order"]  # in the order drawn for the round
     assert max(e for _, e, _ in by_round[0]) <= min(s for s, _, _ in by_round[1])  # rounds never overlap
     runs = read_parquet(work / "results/runs.parquet")
     bench = runs[runs["kind"] == "bench"]
     assert len(bench) == 4 * 2 * 2 and bench["cell_id"].str.contains(r"/r00[01]$").all()
+    depth = pd.read_csv(work / "figures/tables/depth.csv")
+    assert len(depth) == 4 * 2 and (depth["status"] == "ok").all()  # 4 models x 2 depths, from the rounds
+    assert depth.loc[depth["model"] != "llama-tiny", "ratio_lo"].notna().all()  # paired over the 2 rounds
     assert (work / f"figures/drift/{bench['device'].iloc[0]}/{bench['engine'].iloc[0]}.png").is_file()
     proc = snakemake(work, "-n", "figures/all", *smoke_with("tests/smoke-rounds.yaml"))
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -11,7 +11,7 @@ def run_record_files(wildcards):
     else:
         fresh = EXP.cells(EXP.device_id) + EXP.other_device_records()
     if EXP.runs != "released":
-        fresh += EXP.profile_cells(EXP.device_id) + EXP.depth_cells(EXP.device_id)
+        fresh += EXP.profile_cells(EXP.device_id) + ([] if DEPTH_IN_ROUNDS else EXP.depth_cells(EXP.device_id))
     return released + fresh
 
 

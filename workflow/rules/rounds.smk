@@ -32,14 +32,18 @@ if not 1 <= ROUNDS["min_rounds"] <= ROUNDS["max_rounds"] <= 999:
 if ROUNDS["order"] not in R.ORDER_MODES:
     raise WorkflowError(f"Configuration error: experiment.rounds.order: {ROUNDS['order']!r}; allowed: "
                         + ", ".join(R.ORDER_MODES))
-ROUND_CELLS = [R.cell_key(m, q, t) for m in EXP.models for q in EXP.quants for t in EXP.tests]
+# With depth enabled, depth cells (edgemoe.depth) run in the rounds too, as cells of their own.
+DEPTH_IN_ROUNDS = bool(ROUNDS["enabled"] and config.get("depth", {}).get("enabled"))
+ROUND_CELLS = [R.cell_key(m, q, t) for m in EXP.models for q in EXP.quants
+               for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else [])]]
 ROUND_PAIRS = R.headline_pairs({m: EXP.models[m].family for m in EXP.models}, EXP.baseline, ROUNDS["target_pairs"])
 # The design's identity (what is measured and in which order): another experiment's rounds live in
 # another folder instead of overwriting these. Stopping settings (target, budget, max_rounds) are
 # not part of it: raising the budget adds rounds to the same design.
 DESIGN = "design-" + hashlib.sha256(json.dumps(
     [ROUND_CELLS, ROUNDS["repetitions"], ROUNDS["order"], ROUNDS["seed"], EXP.use_mmap,
-     {m: EXP.models[m].weights_tag for m in EXP.models}, {t: EXP.tests[t] for t in EXP.tests}],
+     {m: EXP.models[m].weights_tag for m in EXP.models}, {t: EXP.tests[t] for t in EXP.tests},
+     config["depth"] if DEPTH_IN_ROUNDS else None],
     sort_keys=True, default=str).encode()).hexdigest()[:8]
 ROUND_DIR = "results/rounds/{device}/{engine}/" + DESIGN + "/r{round}"
 # The stopping rule's identity, in the name of the file that closes the rounds (rules rounds_all):
@@ -73,12 +77,13 @@ def round_order_of(k):
 def round_cell_input(w):
     """The cell's build and model, and (ancient: ordering only, a rerun upstream does not cascade)
     the job before it in the chain."""
+    test = w.test if hasattr(w, "test") else w.dtest
     inputs = {
-        "build": f"{build_dir(w.device)}/build-info.json",
+        "build": depth_build(w) if hasattr(w, "dtest") else f"{build_dir(w.device)}/build-info.json",
         "gguf": f"results/models/{w.model}/{w.tag}/{w.quant}.gguf",
         "model_info": f"results/models/{w.model}/{w.tag}/{w.quant}.json",
     }
-    after = R.predecessor(ROUND_CELLS, ROUNDS["seed"], int(w.round), R.cell_key(w.model, w.quant, w.test),
+    after = R.predecessor(ROUND_CELLS, ROUNDS["seed"], int(w.round), R.cell_key(w.model, w.quant, test),
                           ROUNDS["order"])
     if after is not None:
         prev = (round_decision_file(w.device, w.engine, after.round) if after.cell is None
@@ -152,6 +157,36 @@ rule round_cell:
         bench=1,
     script:
         "../scripts/round_cell.py"
+
+
+rule round_depth_cell:
+    """A depth cell inside the rounds (workflow/scripts/depth_cell.py with the round's fields)."""
+    params:
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.dtest}/r{w.round}",
+        device=lambda w: EXP.devices[w.device],
+        settings=config["depth"],
+        use_mmap=EXP.use_mmap,
+        timeout_s=EXP.timeout_s,
+        lock=BENCH_LOCK,
+        round=lambda w: int(w.round),
+        position=lambda w: round_order_of(w.round).index(R.cell_key(w.model, w.quant, w.dtest)),
+        seed=ROUNDS["seed"],
+    input:
+        unpack(round_cell_input),
+    output:
+        records=ROUND_DIR + "/{model}/{tag}/{quant}/{dtest}.jsonl",
+        summary=ROUND_DIR + "/{model}/{tag}/{quant}/{dtest}.summary.json",
+        raw=directory(ROUND_DIR + "/{model}/{tag}/{quant}/{dtest}.raw"),
+    log:
+        ROUND_DIR + "/{model}/{tag}/{quant}/{dtest}.stderr.log",
+    wildcard_constraints:
+        round=r"\d{3}",
+        dtest=r"depth\d+[-a-z0-9_]*",
+    threads: workflow.cores
+    resources:
+        bench=1,
+    script:
+        "../scripts/depth_cell.py"
 
 
 checkpoint round_decision:

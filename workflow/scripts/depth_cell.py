@@ -20,5 +20,8 @@ raw.mkdir(parents=True, exist_ok=True)
 records = run_depth_cell(spec, method=method, depth=depth, cache_type=cache_type, warmup=p.settings["warmup"],
                          repetitions=p.settings["repetitions"], tools=tools, out_dir=raw,
                          stderr_path=Path(snakemake.log[0]), lock_path=Path(p.lock))
+if hasattr(p, "round"):  # a depth cell inside the rounds (rules/rounds.smk)
+    for r in records:
+        r.update(round=p.round, round_position=p.position, round_seed=p.seed)
 write_summary(Path(out.summary), records)
 write_jsonl(out.records, records)
