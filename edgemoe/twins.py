@@ -18,6 +18,7 @@ import os
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,7 +31,7 @@ BLOCK = 32  # weights per quantization block (Q8_0/Q5_0/K-quant sub-block)
 CHUNK_BLOCKS = 1 << 16  # 2M weights per write
 POOL_BLOCKS = 1 << 17  # shared pool of unit-absmax blocks, 4M weights: a chunk is a slice of it (no copy)
 # Bump when the values a seed gives change: it is part of a twin's tag, so old files are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # log2(block absmax) ~ N(m, s) per tensor kind: rough values for trained 1-3 B models
 # (trained tensors spread block magnitudes over several binades: s of 0.35-1.1).
@@ -97,12 +98,33 @@ def fit_vocab(vocab: dict[str, Any], n_vocab: int, arch: str) -> dict[str, Any]:
 
 
 # ---- weights ------------------------------------------------------------------------------------
-def _unit_pool(seed: int) -> np.ndarray:
-    """Gaussian blocks scaled so each block's absmax is 1 (float32, shape [POOL_BLOCKS, 32])."""
+@dataclass(frozen=True)
+class Pool:
+    """Gaussian blocks, [POOL_BLOCKS, 32], that chunks of every tensor are slices of.
+
+    unit: float32, each block's absmax 1. bits: the same blocks as float16 bit patterns, block b
+    scaled by 2**frac[b] (frac uniform in [0, 1)) and with magnitudes below 2**-8 raised to it, so
+    that adding k << 10 multiplies a block by 2**k exactly (the exponent field stays in range for
+    -6 <= k <= 14): the fast path of F16 weights (tensor_chunks)."""
+    unit: np.ndarray
+    bits: np.ndarray
+    frac: np.ndarray
+
+
+def _unit_pool(seed: int) -> Pool:
     rng = np.random.default_rng([seed, 0x7017])
-    pool = rng.standard_normal((POOL_BLOCKS, BLOCK), dtype=np.float32)
-    pool /= np.abs(pool).max(axis=1, keepdims=True)
-    return pool
+    unit = rng.standard_normal((POOL_BLOCKS, BLOCK), dtype=np.float32)
+    unit /= np.abs(unit).max(axis=1, keepdims=True)
+    frac = rng.random(POOL_BLOCKS)
+    scaled = unit * np.exp2(frac).astype(np.float32)[:, None]
+    scaled = np.where(np.abs(scaled) < 2.0**-8, np.copysign(np.float32(2.0**-8), scaled), scaled)
+    return Pool(unit, scaled.astype(np.float16).view(np.uint16), frac)
+
+
+def _exponent_path(m: float, s: float) -> bool:
+    """Whether log2(absmax) ~ N(m, s) fits the exponent-shift path: s at least the spread its integer
+    shifts add (sqrt(1/12), compensated below), and the shifts within [-6, 14] but for ~0.1% of blocks."""
+    return s >= 0.3 and m - 3.1 * s >= -6.5 and m + 3.1 * s <= 13.5
 
 
 def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, magnitude: tuple[float, float] | None,
@@ -126,13 +148,22 @@ def tensor_chunks(t: TensorSpec, index: int, seed: int, pool: np.ndarray, magnit
     dtype = np.float16 if t.dtype == "F16" else np.float32
     assert n % BLOCK == 0, f"{t.name}: {n} elements is not a multiple of {BLOCK}"
     blocks_left = n // BLOCK
+    fast = dtype == np.float16 and row_scale is None and _exponent_path(m, s)
     while blocks_left:
         nb = min(CHUNK_BLOCKS, blocks_left)
         start = int(rng.integers(0, POOL_BLOCKS - nb + 1))
-        scale = np.exp2(rng.normal(m, s, size=(nb, 1))).astype(np.float32)
-        values = _scaled(pool[start:start + nb], scale, dtype)
-        if row_scale is not None:  # small tensors only (one chunk): the router
-            values = (values.reshape(len(row_scale), -1) * row_scale[:, None]).astype(dtype)
+        if fast:
+            # Block b's log2(absmax) is frac[b] + k with k = rint(x - frac[b]), x ~ N(m, s'): that is x
+            # plus a uniform rounding error of variance 1/12, so s' = sqrt(s^2 - 1/12) gives spread s.
+            x = rng.normal(m, np.sqrt(s * s - 1 / 12), size=nb)
+            k = np.clip(np.rint(x - pool.frac[start:start + nb]), -6, 14).astype(np.int16)
+            shift = (k.astype(np.uint16) << np.uint16(10))[:, None]  # two's complement: adds k to the exponent
+            values = np.add(pool.bits[start:start + nb], shift, dtype=np.uint16).view(np.float16)
+        else:
+            scale = np.exp2(rng.normal(m, s, size=(nb, 1))).astype(np.float32)
+            values = _scaled(pool.unit[start:start + nb], scale, dtype)
+            if row_scale is not None:  # small tensors only (one chunk): the router
+                values = (values.reshape(len(row_scale), -1) * row_scale[:, None]).astype(dtype)
         yield values.reshape(-1)
         blocks_left -= nb
 

@@ -94,3 +94,20 @@ def test_router_skew_makes_low_experts_heavier(tmp_path):
     norms = np.linalg.norm(router.reshape(8, -1), axis=1)
     assert norms[0] > 3 * norms[-1]
     assert r.fields["edgemoe.twin.router_skew"].contents() == 1.0
+
+
+@pytest.mark.parametrize("m,s", [(-4.5, 0.4), (-3.5, 0.7), (-4.5, 0.2), (-8.0, 0.5)])
+def test_block_magnitudes_follow_the_target_on_both_paths(m, s):
+    """The exponent-shift path (s >= 0.3, shifts in range) and the float path (the others) both give
+    log2(block absmax) ~ N(m, s), deterministically for a seed."""
+    from edgemoe.architectures import TensorSpec
+    from edgemoe.twins import _unit_pool, tensor_chunks
+
+    t = TensorSpec("blk.0.ffn_up.weight", (2048, 1024), "F16", "ffn_up")
+    pool = _unit_pool(7)
+    values = np.concatenate(list(tensor_chunks(t, 3, 7, pool, (m, s))))
+    assert values.dtype == np.float16 and values.size == 2048 * 1024
+    log2_absmax = np.log2(np.abs(values.astype(np.float32)).reshape(-1, 32).max(axis=1))
+    assert abs(log2_absmax.mean() - m) < 0.02 and abs(log2_absmax.std() - s) < 0.02
+    again = np.concatenate(list(tensor_chunks(t, 3, 7, _unit_pool(7), (m, s))))
+    assert np.array_equal(values.view(np.uint16), again.view(np.uint16))
