@@ -23,6 +23,8 @@ from edgemoe.profiling import PROFILER, run_profiler, step_records
 
 METHODS = ("auto", "llama-bench", "edgemoe-profile")
 CACHE_TYPES = ("f16", "q8_0", "q4_0")
+# Bytes per cached value relative to f16: ggml blocks of 32 values (q8_0: 32 int8 + an f16 scale).
+CACHE_SIZE_VS_F16 = {"f16": 1.0, "q8_0": 34 / 64, "q4_0": 18 / 64}
 
 
 def test_name(depth: int, cache_type: str, method: str) -> str:

@@ -175,7 +175,7 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     depth, decode tok/s (median over decode steps, 95% interval), the prompt's prefill tok/s, peak
     RSS, the KV cache llama.cpp reports beside the size computed from the architecture, and the
     decode ratio to the same-active baseline at that depth."""
-    from edgemoe.depth import parse_test_name
+    from edgemoe.depth import CACHE_SIZE_VS_F16, parse_test_name
 
     d = runs[runs["kind"] == "depth"]
     # depth, KV cache type and method from the cell's test name: failed cells too
@@ -214,6 +214,7 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "memory_ceiling_GiB": m["memory_ceiling_bytes"].max() / 2**30,
                 "n_ctx": n_ctx,
                 "kv_cache_MiB_reported": ok["kv_cache_bytes"].max() / 2**20 if len(ok) else np.nan,
-                "kv_cache_MiB_computed": (m["kv_bytes_per_token"].max() * n_ctx / 2**20) if len(ok) else np.nan,
+                "kv_cache_MiB_computed": (m["kv_bytes_per_token"].max() * n_ctx * CACHE_SIZE_VS_F16[kv_cache] / 2**20)
+                if len(ok) else np.nan,
             })
     return pd.DataFrame(rows)
