@@ -144,3 +144,26 @@ def test_both_methods_record_the_same_fields(tmp_path, tools, method):
     else:
         assert tg[0]["tokens_per_s"] == pytest.approx(100.0) and len(tg) == 8
     json.dumps(rows)  # records are plain JSON
+
+
+def test_depth_table_keeps_cache_types_and_methods_apart():
+    import pandas as pd
+
+    from edgemoe.tables import depth_table
+
+    rows = []
+    for model, speed in [("moe", 40.0), ("dense", 50.0)]:
+        for cache, kv_mib in [("f16", 64.0), ("q8_0", 34.0)]:
+            for method, factor in [("llama-bench", 1.0), ("edgemoe-profile", 0.98)]:
+                for i in range(5):
+                    rows.append({"kind": "depth", "test": D.test_name(1024, cache, method), "device": "d", "engine": "e",
+                                 "quant": "Q4_K_M", "model": model, "phase": "tg", "status": "ok",
+                                 "tokens_per_s": speed * factor + i * 0.1, "n_ctx": 2048, "kv_bytes_per_token": 32768,
+                                 "kv_cache_bytes": int(kv_mib * 2**20), "peak_rss_bytes": 2**30,
+                                 "memory_ceiling_bytes": 2**34, "depth_method": method})
+    t = depth_table(pd.DataFrame(rows), "dense")
+    assert len(t) == 2 * 2 * 2 and set(t["method"]) == {"llama-bench", "edgemoe-profile"}
+    moe = t[t["model"] == "moe"].set_index(["kv_cache", "method"])
+    assert moe.loc[("q8_0", "llama-bench"), "kv_cache_MiB_computed"] == pytest.approx(64 * 34 / 64)
+    assert moe.loc[("f16", "llama-bench"), "kv_cache_MiB_computed"] == pytest.approx(64.0)
+    assert moe.loc[("f16", "edgemoe-profile"), "ratio_to_baseline"] == pytest.approx(0.8, rel=0.01)
