@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edgemoe.stats import N_BOOT, SEED, Estimate, median_ci
+from edgemoe.stats import N_BOOT, SEED, Estimate, median_ci, median_ci_exact
 
 ORDER_MODES = ("balanced", "shuffled")
 STOP_REASONS = ("target met", "budget spent", "max rounds")
@@ -128,15 +128,16 @@ def per_round(df: pd.DataFrame, phase: str | None = None) -> pd.DataFrame:
 
 def paired_ratios(df: pd.DataFrame, num_model: str, den_model: str, phase: str = "tg", *,
                   conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED) -> Estimate:
-    """Median over rounds of (num tok/s / den tok/s) measured in the same round, with a percentile
-    bootstrap interval over rounds. Rounds where either model has no ok row are left out.
+    """Median over rounds of (num tok/s / den tok/s) measured in the same round, with the
+    distribution-free order-statistic interval over rounds (stats.median_ci_exact: 6 rounds at
+    least for a finite 95% interval). Rounds where either model has no ok row are left out.
     `df` must hold one (device, engine, quant, test) only."""
     d = _ok(df, phase)
     for k in GROUP:
         if k in d.columns and d[k].nunique() > 1:
             raise ValueError(f"paired_ratios: rows of several {k}s ({sorted(d[k].unique())}); select one")
     ratios = paired_values(d, num_model, den_model, phase)
-    return median_ci(ratios, conf=conf, n_boot=n_boot, seed=seed)
+    return median_ci_exact(ratios, conf=conf)
 
 
 def paired_values(df: pd.DataFrame, num_model: str, den_model: str, phase: str = "tg") -> np.ndarray:
@@ -151,12 +152,12 @@ def paired_values(df: pd.DataFrame, num_model: str, den_model: str, phase: str =
 
 def per_model(df: pd.DataFrame, phase: str | None = None) -> pd.DataFrame:
     """Throughput per (device, engine, model, quant, test, phase): the median over rounds of each
-    round's median, with its bootstrap interval over rounds (columns value, lo, hi, n_rounds)."""
+    round's median, with its order-statistic interval over rounds (columns value, lo, hi, n_rounds)."""
     r = per_round(df, phase)
     keys = [k for k in GROUP if k in r.columns] + ["model", "phase"]
     rows = []
     for key, g in r.groupby(keys, sort=True):
-        e = median_ci(g["tokens_per_s"])
+        e = median_ci_exact(g["tokens_per_s"])
         rows.append({**dict(zip(keys, key)), "value": e.value, "lo": e.lo, "hi": e.hi, "n_rounds": e.n})
     return pd.DataFrame(rows, columns=keys + ["value", "lo", "hi", "n_rounds"])
 

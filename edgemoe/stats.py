@@ -42,6 +42,29 @@ def median_ci(values, conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED
     return Estimate(med, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(x.size))
 
 
+def median_ci_exact(values, conf: float = 0.95) -> Estimate:
+    """The median with a distribution-free interval from order statistics: [x_(k), x_(n+1-k)] with
+    the largest k whose binomial(n, 1/2) tail is <= (1-conf)/2, so coverage is at least `conf`
+    whatever the distribution. Too few values for that (n < 6 at 95%) give (-inf, inf): the rounds'
+    stopping rule cannot be met by three lucky rounds, as a bootstrap of three values would allow."""
+    from math import comb
+
+    x = np.sort(np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float))
+    n = x.size
+    if n == 0:
+        return NAN
+    med = float(np.median(x))
+    alpha, k, tail = (1 - conf) / 2, 0, 0.0
+    while k < n // 2:
+        tail += comb(n, k) / 2**n  # P(Binomial(n, 1/2) <= k)
+        if tail > alpha:
+            break
+        k += 1
+    if k == 0:
+        return Estimate(med, float("-inf"), float("inf"), int(n))
+    return Estimate(med, float(x[k - 1]), float(x[n - k]), int(n))
+
+
 def ratio_ci(a, b, conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED) -> Estimate:
     """median(a) / median(b), each resampled independently over its repetitions."""
     xa = np.asarray([v for v in a if v is not None and np.isfinite(v)], dtype=float)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from edgemoe.files import atomic_write_text
-from edgemoe.stats import NAN, median_ci, ratio_ci
+from edgemoe.stats import NAN, median_ci, median_ci_exact, ratio_ci
 
 KEYS = ["device", "engine", "quant", "test", "weights_source"]
 
@@ -35,8 +35,8 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
                 from edgemoe.rounds import paired_ratios, per_round
 
                 per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
-                pp = median_ci(per.loc[per["phase"] == "pp", "tokens_per_s"])
-                tg = median_ci(per.loc[per["phase"] == "tg", "tokens_per_s"])
+                pp = median_ci_exact(per.loc[per["phase"] == "pp", "tokens_per_s"])
+                tg = median_ci_exact(per.loc[per["phase"] == "tg", "tokens_per_s"])
             else:
                 pp = median_ci(ok.loc[ok["phase"] == "pp", "tokens_per_s"])
                 tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
@@ -97,10 +97,11 @@ def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_
     atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.6g"))
     shown = display_table(t)
     if (t.get("design") == "rounds").any():
-        note = ("Rounds design: per model, the median over rounds of each round's median, with a 95% "
-                "bootstrap interval over rounds; 'gen vs baseline' is the median of the generation ratios "
-                "to the same-active dense baseline paired inside each round, with a bootstrap interval "
-                "over rounds. Weights 'twin' are shape twins (random weights).\n\n")
+        note = ("Rounds design: per model, the median over rounds of each round's median; 'gen vs baseline' "
+                "is the median of the generation ratios to the same-active dense baseline paired inside "
+                "each round. Intervals: distribution-free 95% order-statistic intervals over rounds "
+                "(at least 6 rounds; fewer give [-inf, inf]). Weights 'twin' are shape twins (random "
+                "weights).\n\n")
     else:
         note = ("Medians over repetitions with 95% bootstrap intervals. 'gen vs baseline' is the generation "
                 "throughput ratio to the same-active dense baseline on the same device (interval: bootstrap "
@@ -192,7 +193,7 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 from edgemoe.rounds import paired_ratios, per_round
 
                 per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
-                tg = median_ci(per.loc[per["phase"] == "tg", "tokens_per_s"])
+                tg = median_ci_exact(per.loc[per["phase"] == "tg", "tokens_per_s"])
                 pp = per.loc[per["phase"] == "pp", "tokens_per_s"]
                 ratio = (paired_ratios(g[g["status"] == "ok"], model, baseline, phase="tg")
                          if model != baseline else NAN)
