@@ -371,7 +371,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
                 **base, **energy, "run_id": f"{run_prefix}/{phase}/{i}", "phase": phase,
                 "n_prompt": int(row["n_prompt"]), "n_gen": int(row["n_gen"]),
                 "n_batch": row.get("n_batch"), "n_ubatch": row.get("n_ubatch"),
-                "type_k": row.get("type_k"), "type_v": row.get("type_v"), "flash_attn": str(row.get("flash_attn")),
+                "type_k": row.get("type_k"), "type_v": row.get("type_v"), "flash_attn": llamabench.flash_attn_name(row.get("flash_attn")),
                 "n_depth": row.get("n_depth", 0),
                 "repetition": i, "time_ns": ns, "tokens": tokens, "tokens_per_s": tokens / (ns / 1e9),
                 "model_type": row.get("model_type"), "model_n_params": row.get("model_n_params"),

@@ -7,6 +7,7 @@ We ask for `-o jsonl` (one JSON object per test) where the version has it, and a
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -27,16 +28,38 @@ def command(bench: str, model: str, n_prompt: int, n_gen: int, repetitions: int,
     -v keeps llama.cpp's loader messages on stderr: without it a failed load says only "failed to
     load model", and the reason (e.g. "insufficient memory") is what a failed cell records."""
     return [bench, "-m", model, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(repetitions),
-            "-t", str(threads), "-ngl", str(n_gpu_layers), "-mmp", "1" if use_mmap else "0",
+            "-t", str(threads), "-ngl", str(n_gpu_layers), *load_args(bench, use_mmap),
             "-o", output, "-v", *extra]
+
+
+@functools.lru_cache(maxsize=None)
+def _help(bench: str) -> str:
+    import subprocess
+
+    try:
+        proc = subprocess.run([bench, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    except OSError:
+        return ""
+    return proc.stdout + proc.stderr
+
+
+def load_args(bench: str, use_mmap: bool) -> list[str]:
+    """The weight-loading flag: -mmp 0|1 (the study's engine), or -lm mmap|none where llama-bench
+    replaced it with a load mode (2026 engines)."""
+    if "--load-mode" in _help(bench):
+        return ["-lm", "mmap" if use_mmap else "none"]
+    return ["-mmp", "1" if use_mmap else "0"]
+
+
+def flash_attn_name(value: Any) -> str:
+    """llama-bench's flash_attn (false/true at the study's engine, -1/0/1 later): "False", "True" or "auto"."""
+    v = str(value).strip().lower()
+    return {"true": "True", "1": "True", "false": "False", "0": "False", "-1": "auto"}.get(v, str(value))
 
 
 def supports_depth(bench: str) -> bool:
     """Whether this llama-bench has -d/--n-depth (llama.cpp from mid-2025; not the study's engine)."""
-    import subprocess
-
-    proc = subprocess.run([bench, "--help"], capture_output=True, text=True, timeout=60, check=False)
-    return "--n-depth" in proc.stdout + proc.stderr
+    return "--n-depth" in _help(bench)
 
 
 # The KV cache size and context length llama.cpp logs (-v), at the study's engine and at newer ones:

@@ -167,3 +167,16 @@ def test_depth_table_keeps_cache_types_and_methods_apart():
     assert moe.loc[("q8_0", "llama-bench"), "kv_cache_MiB_computed"] == pytest.approx(64 * 34 / 64)
     assert moe.loc[("f16", "llama-bench"), "kv_cache_MiB_computed"] == pytest.approx(64.0)
     assert moe.loc[("f16", "edgemoe-profile"), "ratio_to_baseline"] == pytest.approx(0.8, rel=0.01)
+
+
+def test_weight_loading_flag_follows_the_engine(tmp_path):
+    old = program(tmp_path / "old", 'print("  -mmp, --mmap <0|1>")')
+    new = program(tmp_path / "new", 'print("  -lm, --load-mode <auto|none|mmap|mlock|mmap+mlock|dio>")')
+    assert llamabench.load_args(old, True) == ["-mmp", "1"]
+    assert llamabench.load_args(new, False) == ["-lm", "none"]
+    assert llamabench.load_args(str(tmp_path / "missing"), True) == ["-mmp", "1"]
+
+
+def test_flash_attention_reads_the_same_from_both_engines():
+    assert [llamabench.flash_attn_name(v) for v in (True, False, 1, 0, -1, "true")] == \
+        ["True", "False", "True", "False", "auto", "True"]

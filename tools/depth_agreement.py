@@ -19,7 +19,7 @@ from edgemoe.depth import run_depth_cell
 from edgemoe.engine import binary
 from edgemoe.files import write_jsonl
 from edgemoe.host import total_memory_bytes
-from edgemoe.stats import median_ci
+from edgemoe.stats import median_ci_exact
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--build", required=True)
@@ -56,6 +56,6 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"round {k}: llama-bench {tg['llama-bench']:.2f} tok/s, edgemoe-profile {tg['edgemoe-profile']:.2f} "
               f"tok/s, ratio {ratios[-1]:.4f}", flush=True)
 write_jsonl(a.out, records)
-est = median_ci(ratios)
+est = median_ci_exact(ratios)  # distribution-free: 6 rounds at least for a finite 95% interval
 print(json.dumps({"depth": a.depth, "cache_type": a.cache_type, "rounds": a.rounds, "ratio": est.value,
                   "lo": est.lo, "hi": est.hi}))
