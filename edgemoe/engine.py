@@ -167,6 +167,7 @@ def build(src: Path, build_dir: Path, flags: list[str], targets: list[str], jobs
     # ccache hits across clones and work folders: paths under the work folder are hashed relative.
     env.setdefault("CCACHE_BASEDIR", os.getcwd())
     all_flags = BASE_CMAKE_FLAGS + list(flags)
+    _drop_foreign_cache(build_dir, src)
     t0 = time.monotonic()
     out = _run(["cmake", "-S", str(src), "-B", str(build_dir), *all_flags], env=env, what="cmake configure")
     out += _run(["cmake", "--build", str(build_dir), "-j", str(jobs), "--target", *targets], env=env,
@@ -192,6 +193,16 @@ def build(src: Path, build_dir: Path, flags: list[str], targets: list[str], jobs
         "build_seconds": round(seconds, 1),
         "binaries": binaries,
     }
+
+
+def _drop_foreign_cache(build_dir: Path, src: Path) -> None:
+    """A build folder copied or moved from another work folder keeps a CMakeCache that names the old
+    source, and cmake refuses it: start that build afresh (ccache keeps it quick)."""
+    cache = build_dir / "CMakeCache.txt"
+    if cache.is_file():
+        home = _cmake_cache(cache).get("CMAKE_HOME_DIRECTORY")
+        if home and Path(home).resolve() != src:
+            shutil.rmtree(build_dir)
 
 
 def _cmake_cache(path: Path) -> dict[str, str]:

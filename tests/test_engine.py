@@ -50,3 +50,16 @@ def test_a_patch_for_another_engine_fails_naming_it(tmp_path):
     (tree / "src/loop.c").write_text("int main(int argc, char **argv) {\n    return argc;\n}\n")  # other version
     with pytest.raises(EngineError, match=r"patch 0001-timing.patch does not apply to engine e .* made for another"):
         apply_patches(tree, [patch], "e")
+
+
+def test_a_build_folder_from_another_work_folder_starts_afresh(tmp_path):
+    from edgemoe.engine import _drop_foreign_cache
+
+    src, other = tmp_path / "source", tmp_path / "elsewhere/source"
+    src.mkdir()
+    for home, kept in [(src, True), (other, False)]:
+        build = tmp_path / "build"
+        build.mkdir(exist_ok=True)
+        (build / "CMakeCache.txt").write_text(f"CMAKE_HOME_DIRECTORY:INTERNAL={home}\n")
+        _drop_foreign_cache(build, src.resolve())
+        assert build.exists() == kept
