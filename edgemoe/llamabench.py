@@ -29,6 +29,9 @@ def command(bench: str, model: str, n_prompt: int, n_gen: int, repetitions: int,
     load model", and the reason (e.g. "insufficient memory") is what a failed cell records."""
     return [bench, "-m", model, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(repetitions),
             "-t", str(threads), "-ngl", str(n_gpu_layers), *load_args(bench, use_mmap),
+            # flash attention off unless asked: newer llama-bench defaults to "auto", which turns it on
+            # on some CPUs and changes decode speed
+            *([] if "-fa" in extra else ["-fa", "0"]),
             "-o", output, "-v", *extra]
 
 

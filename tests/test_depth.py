@@ -180,3 +180,10 @@ def test_weight_loading_flag_follows_the_engine(tmp_path):
 def test_flash_attention_reads_the_same_from_both_engines():
     assert [llamabench.flash_attn_name(v) for v in (True, False, 1, 0, -1, "true")] == \
         ["True", "False", "True", "False", "auto", "True"]
+
+
+def test_flash_attention_is_always_explicit_and_given_once():
+    cmd = llamabench.command("llama-bench", "m.gguf", 0, 32, 3, 2, 0, True)
+    assert cmd[cmd.index("-fa") + 1] == "0"
+    cmd = llamabench.command("llama-bench", "m.gguf", 0, 32, 3, 2, 0, True, extra=cache_args("q8_0"))
+    assert cmd.count("-fa") == 1 and cmd[cmd.index("-fa") + 1] == "1"
