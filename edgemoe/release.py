@@ -43,6 +43,12 @@ def release(parquet: Path, dest: Path, note: str = "") -> Path:
         with gzip.open(tmp, "wt") as f:
             for row in table.to_pylist():
                 f.write(json.dumps(row, sort_keys=True) + "\n")
+    rounds = "round" in runs and runs["round"].notna().any()
+    design = ("Cells ran in rounds (every cell once per round, order drawn per round from a recorded "
+              "seed); tables give medians of round medians and ratios paired inside rounds, with "
+              "distribution-free 95% order-statistic intervals over rounds." if rounds else
+              "Each cell's repetitions ran in one block; intervals are 95% percentile-bootstrap "
+              "intervals of the median.")
     readme = f"""# Release {dest.name}
 
 Per-run records (one JSON object per line, gzip; fields: data/README.md) from which
@@ -57,7 +63,7 @@ and figure with no build and no benchmark.
 ## How measured
 llama-bench (`-o jsonl`, every repetition's time kept), one cell at a time with nothing else
 scheduled beside it; threads, GPU layers and weight-loading mode explicit; peak RSS of the
-benchmark process by os.wait4; intervals are 95% percentile-bootstrap intervals of the median.
+benchmark process by os.wait4. {design}
 `is_twin` rows come from shape twins: the real models' architecture and sizes, random weights.
 
 ## Licence
