@@ -273,7 +273,7 @@ def test_rounds_run_every_cell_once_per_round_in_the_recorded_order(work, smoke_
         decision = json.loads((work / decision_path).read_text())
         assert [c for _, _, c in sorted(by_round[k])] == decision["order"]  # in the order drawn for the round
     assert max(e for _, e, _ in by_round[0]) <= min(s for s, _, _ in by_round[1])  # rounds never overlap
-    runs = read_parquet(work / "results/runs.parquet")
+    runs = read_parquet(work / "results/runs.parquet").to_pandas()
     bench = runs[runs["kind"] == "bench"]
     assert len(bench) == 4 * 2 * 2 and bench["cell_id"].str.contains(r"/r00[01]$").all()
     depth = pd.read_csv(work / "figures/tables/depth.csv")
@@ -299,7 +299,7 @@ def test_depth_methods_agree_on_an_engine_that_has_both(work, smoke_run):
     q8 = t[t["kv_cache"] == "q8_0"].set_index(["model", "method", "depth"])
     shrink = (q8["kv_cache_MiB_reported"] / q8["n_ctx"]) / (f16["kv_cache_MiB_reported"] / f16["n_ctx"])
     assert shrink.between(0.5, 0.56).all(), shrink  # q8_0: 34 bytes per 32 values against 64
-    runs = read_parquet(work / "results/runs.parquet")
+    runs = read_parquet(work / "results/runs.parquet").to_pandas()
     depth = runs[runs["kind"] == "depth"]
     assert set(depth["engine"]) == {"llama.cpp-0c1e57098"} and set(depth["depth_method"]) == {"llama-bench", "edgemoe-profile"}
     assert (depth.loc[depth["test"].str.contains("q8_0"), "flash_attn"] == "True").all()
