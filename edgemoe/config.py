@@ -66,8 +66,9 @@ class Test:
     n_gen: int
 
 
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+def content_hash(obj: Any) -> str:
+    """sha256 of a JSON-able identity (dataclasses and other objects by their str)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _choices(d: dict) -> str:
@@ -195,7 +196,7 @@ class Experiment:
             from edgemoe.twins import GENERATOR_VERSION
 
             skew = m["twin"].get("router_skew", 0)
-            tag = f"twin-s{seed}-{_sha([m['spec'], skew, GENERATOR_VERSION])[:8]}"
+            tag = f"twin-s{seed}-{content_hash([m['spec'], skew, GENERATOR_VERSION])[:8]}"
         elif weights == "hf":
             tag = "hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", hf["revision"])
             if not re.fullmatch(r"[0-9a-f]{40}", hf["revision"]):
@@ -205,7 +206,7 @@ class Experiment:
                       "commit it resolves to is recorded, but a later run may get another; pin a sha",
                       file=sys.stderr)
         else:
-            tag = "local-" + _sha(m["local"])[:8]
+            tag = "local-" + content_hash(m["local"])[:8]
         return Model(model_id, m["family"], spec, weights, tag, seed, hf.get("repo"), hf.get("revision"),
                      m.get("local"))
 

@@ -18,6 +18,30 @@ def _ordered_models(runs: pd.DataFrame, model_order: list[str]) -> list[str]:
     return [m for m in model_order if m in present] + [m for m in present if m not in model_order]
 
 
+def _in_rounds(runs: pd.DataFrame) -> bool:
+    return "round" in runs and runs["round"].notna().any()
+
+
+def _phase_medians(ok: pd.DataFrame, rounds: bool):
+    """(prefill, decode) estimates of one model's ok rows: the block design's median over
+    repetitions, or the rounds design's median over round medians (order-statistic interval)."""
+    if not rounds:
+        return tuple(median_ci(ok.loc[ok["phase"] == p, "tokens_per_s"]) for p in ("pp", "tg"))
+    from edgemoe.rounds import per_round
+
+    per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
+    return tuple(median_ci_exact(per.loc[per["phase"] == p, "tokens_per_s"]) for p in ("pp", "tg"))
+
+
+def _ratio_to_baseline(group: pd.DataFrame, ok: pd.DataFrame, base_tg, model: str, baseline: str, rounds: bool):
+    """Decode ratio to the baseline: paired inside rounds, or medians resampled independently."""
+    if rounds:
+        from edgemoe.rounds import paired_ratios
+
+        return paired_ratios(group[group["status"] == "ok"], model, baseline, phase="tg")
+    return ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base_tg)
+
+
 def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) -> pd.DataFrame:
     """Medians with 95% bootstrap intervals over repetitions; the generation ratio to the
     same-active dense baseline of the same device/engine/quant/test; failed cells keep their row."""
@@ -30,23 +54,10 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
             ok = g[g["status"] == "ok"]
             failed = g[g["status"] != "ok"]
             first = g.iloc[0]
-            rounds = "round" in group and group["round"].notna().any()
-            if rounds:  # rounds design: each round's median, then the median over rounds
-                from edgemoe.rounds import paired_ratios, per_round
-
-                per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
-                pp = median_ci_exact(per.loc[per["phase"] == "pp", "tokens_per_s"])
-                tg = median_ci_exact(per.loc[per["phase"] == "tg", "tokens_per_s"])
-            else:
-                pp = median_ci(ok.loc[ok["phase"] == "pp", "tokens_per_s"])
-                tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
-            tg_values = ok.loc[ok["phase"] == "tg", "tokens_per_s"]
-            if model == baseline:
-                ratio = NAN
-            elif rounds:  # ratios of pairs inside a round
-                ratio = paired_ratios(group[group["status"] == "ok"], model, baseline, phase="tg")
-            else:
-                ratio = ratio_ci(tg_values, base_tg["tokens_per_s"])
+            rounds = _in_rounds(group)
+            pp, tg = _phase_medians(ok, rounds)
+            ratio = NAN if model == baseline else _ratio_to_baseline(group, ok, base_tg["tokens_per_s"], model,
+                                                                     baseline, rounds)
             energy = ok.loc[ok["phase"] == "tg", "energy_j_per_token_net"].dropna()
             rows.append({
                 **dict(zip(KEYS, key)),
@@ -180,27 +191,18 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
     d = runs[runs["kind"] == "depth"]
     # depth, KV cache type and method from the cell's test name: failed cells too
-    parsed = pd.DataFrame([parse_test_name(t) for t in d["test"]], index=d.index, columns=["depth", "kv_cache", "method"])
+    parsed = pd.DataFrame([parse_test_name(t) for t in d["test"]], index=d.index,
+                          columns=["depth", "kv_cache", "method"])
     d = d.assign(**parsed)
     rows = []
     keys = ["device", "engine", "quant", "kv_cache", "method", "depth"]
     for (device, engine, quant, kv_cache, method, depth), g in d.groupby(keys, sort=True):
         base = g[(g["model"] == baseline) & (g["phase"] == "tg") & (g["status"] == "ok")]["tokens_per_s"]
-        rounds = "round" in g and g["round"].notna().any()
+        rounds = _in_rounds(g)
         for model, m in g.groupby("model", sort=False):
             ok = m[m["status"] == "ok"]
-            if rounds:  # depth cells in rounds: medians over round medians, ratios paired inside rounds
-                from edgemoe.rounds import paired_ratios, per_round
-
-                per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
-                tg = median_ci_exact(per.loc[per["phase"] == "tg", "tokens_per_s"])
-                pp = per.loc[per["phase"] == "pp", "tokens_per_s"]
-                ratio = (paired_ratios(g[g["status"] == "ok"], model, baseline, phase="tg")
-                         if model != baseline else NAN)
-            else:
-                tg = median_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"])
-                pp = ok.loc[ok["phase"] == "pp", "tokens_per_s"]
-                ratio = ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base) if model != baseline else NAN
+            pp, tg = _phase_medians(ok, rounds)
+            ratio = NAN if model == baseline else _ratio_to_baseline(g, ok, base, model, baseline, rounds)
             n_ctx = ok["n_ctx"].max() if len(ok) else np.nan
             rows.append({
                 "device": device, "engine": engine, "model": model, "quant": quant, "kv_cache": kv_cache,
@@ -209,7 +211,7 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "depth": int(depth),
                 "status": "ok" if (m["status"] == "ok").all() else m.loc[m["status"] != "ok", "status"].iloc[0],
                 "decode_tok_s": tg.value, "decode_lo": tg.lo, "decode_hi": tg.hi,
-                "prefill_tok_s": float(pp.median()) if len(pp) else np.nan,
+                "prefill_tok_s": pp.value,
                 "ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
                 "peak_rss_GiB": m["peak_rss_bytes"].max() / 2**30,
                 "memory_ceiling_GiB": m["memory_ceiling_bytes"].max() / 2**30,

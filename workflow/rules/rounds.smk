@@ -8,10 +8,10 @@
 #
 # Needs common.smk (EXP, BENCH_LOCK, build_dir). Targets: rounds_all (records + decisions, closed by
 # results/rounds/<device>/<design>-stop-<rule>.done.json), figure_drift (figures/drift/<device>/<engine>.*).
-import hashlib
 import json
 
 from edgemoe import rounds as R
+from edgemoe.config import content_hash
 
 ROUNDS_DEFAULTS = {
     "enabled": False,  # read by analysis.smk: whether the run table and figures/all include rounds
@@ -40,17 +40,16 @@ ROUND_PAIRS = R.headline_pairs({m: EXP.models[m].family for m in EXP.models}, EX
 # The design's identity (what is measured and in which order): another experiment's rounds live in
 # another folder instead of overwriting these. Stopping settings (target, budget, max_rounds) are
 # not part of it: raising the budget adds rounds to the same design.
-DESIGN = "design-" + hashlib.sha256(json.dumps(
+DESIGN = "design-" + content_hash(
     [ROUND_CELLS, ROUNDS["repetitions"], ROUNDS["order"], ROUNDS["seed"], EXP.use_mmap,
      {m: EXP.models[m].weights_tag for m in EXP.models}, {t: EXP.tests[t] for t in EXP.tests},
-     config["depth"] if DEPTH_IN_ROUNDS else None],
-    sort_keys=True, default=str).encode()).hexdigest()[:8]
+     config["depth"] if DEPTH_IN_ROUNDS else None])[:8]
 ROUND_DIR = "results/rounds/{device}/{engine}/" + DESIGN + "/r{round}"
 # The stopping rule's identity, in the name of the file that closes the rounds (rules rounds_all):
 # Snakemake does not look behind a checkpoint for an output that exists, so a new design or a
 # changed budget or target must give that file a new name to reach the run table.
-STOPPING = hashlib.sha256(json.dumps([ROUNDS[k] for k in ("min_rounds", "max_rounds", "target_halfwidth",
-                                      "target_phase", "target_pairs", "budget_s")]).encode()).hexdigest()[:6]
+STOPPING = content_hash([ROUNDS[k] for k in ("min_rounds", "max_rounds", "target_halfwidth", "target_phase",
+                                              "target_pairs", "budget_s")])[:6]
 
 
 def rounds_done_file(device=None):
