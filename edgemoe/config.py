@@ -249,11 +249,11 @@ class Experiment:
         return [f"{self.cell_dir('profile', device, m, q)}/profile.jsonl" for m in self.models for q in self.quants]
 
     def depths(self) -> list[int]:
-        """The configured depths, capped so that every model's context holds the prompt, the warm-up
-        and the measured tokens (OLMoE's 4096 caps 4096 at 4096 - n_gen - warmup): the same depths
-        for all models, so that ratios compare like with like."""
+        """The configured depths, capped so that every model's context holds the prompt and the
+        measured tokens (edgemoe-profile asks for one slot more; OLMoE's 4096 caps 4096 at
+        4096 - n_gen - 1): the same depths for all models, so that ratios compare like with like."""
         d = self.cfg.get("depth", {})
-        cap = min(m.spec.context_length for m in self.models.values()) - d["n_gen"] - d["warmup"]
+        cap = min(m.spec.context_length for m in self.models.values()) - d["n_gen"] - 1
         return sorted({min(x, cap) for x in d["depths"]})
 
     def depth_tests(self) -> list[str]:

@@ -3,7 +3,9 @@
 - `llama-bench`: llama-bench -d D at engines that have it (llama.cpp from mid-2025): the decode
   test `-p 0 -n N -d D`, and the prompt that fills the cache as `-p D -n 0`, each `repetitions` times;
 - `edgemoe-profile`: our program with profiling off (the study's engine, whose llama-bench has no
-  -d): one D-token prompt, a warm-up, then N single-token decode steps, one record each.
+  -d), `repetitions` times: a D-token prompt, then N single-token decode steps timed from the first
+  one on (no warm-up step: llama-bench times the first token after the depth too); its tg record is
+  N / their summed time, llama-bench's statistic.
 
 `auto` takes llama-bench where it has -d. A quantized KV cache (q8_0) turns flash attention on,
 which these engines need for a quantized V cache. Both ways run under the bench lock and record
@@ -19,7 +21,7 @@ from typing import Any
 
 from edgemoe import llamabench
 from edgemoe.cells import CellSpec, base_record, run_bench_cell
-from edgemoe.profiling import PROFILER, run_profiler, step_records
+from edgemoe.profiling import PROFILER, run_profiler, run_records
 
 METHODS = ("auto", "llama-bench", "edgemoe-profile")
 CACHE_TYPES = ("f16", "q8_0", "q4_0")
@@ -63,25 +65,16 @@ def resolve_method(method: str, llama_bench: str) -> str:
     return method
 
 
-def run_depth_cell(spec: CellSpec, *, method: str, depth: int, cache_type: str, warmup: int, repetitions: int,
+def run_depth_cell(spec: CellSpec, *, method: str, depth: int, cache_type: str, repetitions: int,
                    tools: dict[str, str], out_dir: Path, stderr_path: Path, lock_path: Path) -> list[dict[str, Any]]:
     """One depth cell's records. spec: n_gen, threads, model...; tools: program -> path; out_dir holds
-    the raw outputs (llama-bench JSONL, the program's summary)."""
+    the raw outputs (llama-bench JSONL, the program's summaries)."""
     method = resolve_method(method, tools.get("llama-bench", ""))
     extra = cache_args(cache_type)
     common = {"n_depth": depth, "depth_method": method}
     if method == "edgemoe-profile":
-        s = dataclasses.replace(spec, n_prompt=depth, repetitions=1, extra_args=extra)
-        summary = out_dir / "summary.json"
-        run = run_profiler(s, tools[PROFILER], warmup, False, summary, None, stderr_path, lock_path)
-        records = step_records(base_record(s, run.result), run, "depth", spec.test)
-        for r in records:
-            r.update(common, n_repetitions=1)
-            if r.get("phase") == "pp":
-                r["n_depth"] = 0
-            r.setdefault("type_k", cache_type)
-            r.setdefault("type_v", cache_type)
-        return records
+        return _profile_depth_records(spec, depth, cache_type, repetitions, tools[PROFILER], extra, common,
+                                      out_dir, stderr_path, lock_path)
 
     runs = [("tg", dataclasses.replace(spec, n_prompt=0, repetitions=repetitions, extra_args=(*extra, "-d", str(depth))))]
     if depth > 0:  # the prompt that fills the cache, from an empty cache
@@ -105,6 +98,31 @@ def run_depth_cell(spec: CellSpec, *, method: str, depth: int, cache_type: str, 
             if log.is_file():
                 f.write(f"==== llama-bench {phase} ====\n{log.read_text(errors='replace')}")
                 log.unlink()
+    return records
+
+
+def _profile_depth_records(spec, depth, cache_type, repetitions, exe, extra, common, out_dir, stderr_path, lock_path):
+    """`repetitions` runs of the program, each a D-token prompt and then n_gen timed decode steps
+    with no warm-up step in between: llama-bench -d also times the first token after the depth."""
+    s = dataclasses.replace(spec, n_prompt=depth, repetitions=repetitions, extra_args=extra)
+    records = []
+    with open(stderr_path, "w") as log:  # one log per cell, as for the other cells
+        for i in range(repetitions):
+            run_log = stderr_path.with_name(f"{stderr_path.name}.{i}")
+            run = run_profiler(s, exe, 0, False, out_dir / f"summary-{i}.json", None, run_log, lock_path)
+            if run_log.is_file():
+                log.write(f"==== edgemoe-profile run {i} ====\n{run_log.read_text(errors='replace')}")
+                run_log.unlink()
+            rows = run_records(base_record(s, run.result), run, spec.test, i)
+            for r in rows:
+                r.update(common)
+                if r.get("phase") == "pp":
+                    r["n_depth"] = 0
+                r.setdefault("type_k", cache_type)
+                r.setdefault("type_v", cache_type)
+            records += rows
+            if run.status != "ok":  # a run that failed (oom, timeout) is the cell's result; do not repeat it
+                break
     return records
 
 

@@ -5,7 +5,7 @@ patches/llama.cpp-f7cd13301/0001-node-timing.patch):
   classify every node (edgemoe.nodes) and record one row per decode step;
 - depth cells (edgemoe.depth): the same binary with profiling off, at a context depth P (the study's
   engine has no llama-bench -d): decode tok/s at that depth, the prompt's prefill tok/s and the KV
-  cache size llama.cpp reports.
+  cache size llama.cpp reports, one record per run as llama-bench counts a repetition.
 
 Both are measured like benchmark cells (edgemoe.cells: lock, exact peak RSS, failures as results)
 and their rows carry the same provenance.
@@ -48,33 +48,63 @@ def run_profiler(spec: CellSpec, exe: str, warmup: int, profile: bool, summary_p
     return ProfileRun(summary, status, reason, result)
 
 
-def step_records(base: dict[str, Any], run: ProfileRun, kind: str, test: str) -> list[dict[str, Any]]:
-    """One record per measured decode step (tg), plus the prompt (pp) for depth cells."""
+def _common_fields(base: dict[str, Any], run: ProfileRun, kind: str, test: str) -> dict[str, Any]:
     r = run.result
-    common = {**base, "kind": kind, "test": test, "status": run.status, "status_reason": run.reason or None,
-              "exit_code": r.exit_code, "signal": r.signal, "peak_rss_bytes": r.peak_rss_bytes,
-              "sys_mem_used_peak_bytes": r.sys_mem_used_peak_bytes, "file_pmd_mapped_bytes": r.file_pmd_mapped_peak_bytes,
-              "cell_start_utc": r.start_utc, "cell_end_utc": r.end_utc, "energy_status": "missing",
-              "energy_reason": "not measured in profiling/depth cells"}
-    prefix = f"{base['cell_id']}@{r.start_utc}"
-    if run.status != "ok":
-        return [{**common, "run_id": f"{prefix}/failed", "stderr_tail": r.stderr_tail,
-                 "n_prompt": base["n_prompt"], "n_gen": base["n_gen"]}]
-    s = run.summary
-    rows = []
-    if kind == "depth" and s.get("prompt_ms") and int(s["n_prompt"]) > 0:
-        ns = int(float(s["prompt_ms"]) * 1e6)
-        rows.append({**common, "run_id": f"{prefix}/pp/0", "phase": "pp", "repetition": 0, "n_prompt": int(s["n_prompt"]),
-                     "n_gen": 0, "time_ns": ns, "tokens": int(s["n_prompt"]), "tokens_per_s": int(s["n_prompt"]) / (ns / 1e9)})
-    for i, ns in enumerate(s["decode_wall_ns"]):
-        rows.append({**common, "run_id": f"{prefix}/tg/{i}", "phase": "tg", "repetition": i, "n_prompt": 0,
-                     "n_gen": 1, "n_depth": int(s["n_prompt"]), "time_ns": int(ns), "tokens": 1, "tokens_per_s": 1e9 / ns})
+    return {**base, "kind": kind, "test": test, "status": run.status, "status_reason": run.reason or None,
+            "exit_code": r.exit_code, "signal": r.signal, "peak_rss_bytes": r.peak_rss_bytes,
+            "sys_mem_used_peak_bytes": r.sys_mem_used_peak_bytes, "file_pmd_mapped_bytes": r.file_pmd_mapped_peak_bytes,
+            "cell_start_utc": r.start_utc, "cell_end_utc": r.end_utc, "energy_status": "missing",
+            "energy_reason": "not measured in profiling/depth cells"}
+
+
+def _failure_record(common: dict[str, Any], run: ProfileRun, prefix: str) -> dict[str, Any]:
+    return {**common, "run_id": f"{prefix}/failed", "stderr_tail": run.result.stderr_tail,
+            "n_prompt": common["n_prompt"], "n_gen": common["n_gen"]}
+
+
+def _add_context_fields(rows: list[dict[str, Any]], s: dict[str, Any]) -> list[dict[str, Any]]:
     for row in rows:
         row["type_k"], row["type_v"] = s.get("type_k", "f16"), s.get("type_v", "f16")  # programs before -ctk: f16
         row["flash_attn"] = str(bool(s.get("flash_attn")))
         row["n_ctx"] = int(s["n_ctx"]) if s.get("n_ctx") is not None else None
         row["kv_cache_bytes"] = int(float(s["kv_cache_mib"]) * 2**20) if s.get("kv_cache_mib") is not None else None
     return rows
+
+
+def step_records(base: dict[str, Any], run: ProfileRun, kind: str, test: str) -> list[dict[str, Any]]:
+    """Profile cells: one record per measured decode step (tg)."""
+    common = _common_fields(base, run, kind, test)
+    prefix = f"{base['cell_id']}@{run.result.start_utc}"
+    if run.status != "ok":
+        return [_failure_record(common, run, prefix)]
+    s = run.summary
+    rows = [{**common, "run_id": f"{prefix}/tg/{i}", "phase": "tg", "repetition": i, "n_prompt": 0,
+             "n_gen": 1, "n_depth": int(s["n_prompt"]), "time_ns": int(ns), "tokens": 1, "tokens_per_s": 1e9 / ns}
+            for i, ns in enumerate(s["decode_wall_ns"])]
+    return _add_context_fields(rows, s)
+
+
+def run_records(base: dict[str, Any], run: ProfileRun, test: str, repetition: int) -> list[dict[str, Any]]:
+    """Depth cells: one run of the program as llama-bench counts a repetition: the prompt (pp) and
+    the n_gen decode steps right after it (tg: n_gen / their summed time, as llama-bench -d times
+    the tokens after the cached depth). The per-step times stay in the program's summary file."""
+    common = _common_fields(base, run, "depth", test)
+    prefix = f"{base['cell_id']}@{run.result.start_utc}"
+    if run.status != "ok":
+        return [{**_failure_record(common, run, prefix), "repetition": repetition}]
+    s = run.summary
+    rows = []
+    n_prompt = int(s["n_prompt"])
+    if n_prompt > 0 and s.get("prompt_ms"):
+        ns = int(float(s["prompt_ms"]) * 1e6)
+        rows.append({**common, "run_id": f"{prefix}/pp/{repetition}", "phase": "pp", "repetition": repetition,
+                     "n_prompt": n_prompt, "n_gen": 0, "time_ns": ns, "tokens": n_prompt, "tokens_per_s": n_prompt / (ns / 1e9)})
+    steps = [int(x) for x in s["decode_wall_ns"]]
+    ns = sum(steps)
+    rows.append({**common, "run_id": f"{prefix}/tg/{repetition}", "phase": "tg", "repetition": repetition, "n_prompt": 0,
+                 "n_gen": len(steps), "n_depth": n_prompt, "time_ns": ns, "tokens": len(steps),
+                 "tokens_per_s": len(steps) / (ns / 1e9)})
+    return _add_context_fields(rows, s)
 
 
 def add_node_classes(records: list[dict[str, Any]], nodes, summary: dict[str, Any]) -> list[dict[str, Any]]:

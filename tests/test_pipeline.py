@@ -292,7 +292,10 @@ def test_depth_methods_agree_on_an_engine_that_has_both(work, smoke_run):
     for (model, kv, depth), g in t.groupby(["model", "kv_cache", "depth"]):
         m = g.set_index("method")
         ratio = m.loc["llama-bench", "decode_tok_s"] / m.loc["edgemoe-profile", "decode_tok_s"]
-        assert 0.6 < ratio < 1.6, f"{model} {kv} depth {depth}: llama-bench / edgemoe-profile = {ratio:.2f}"
+        # Same statistic both ways (n_gen / time of the steps right after the depth), medians of 3 rounds
+        # in which the methods alternate; tiny models on this VM still vary +-15% between rounds. What
+        # it catches: a depth or cache type not applied (olmoe-tiny decodes 1.5x slower at 256 than at 0).
+        assert 0.75 < ratio < 1.33, f"{model} {kv} depth {depth}: llama-bench / edgemoe-profile = {ratio:.2f}"
         per_ctx = m["kv_cache_MiB_reported"] / m["n_ctx"]
         assert per_ctx.max() / per_ctx.min() < 1.02, f"{model} {kv} depth {depth}: KV cache per context differs"
     f16 = t[t["kv_cache"] == "f16"].set_index(["model", "method", "depth"])

@@ -47,7 +47,7 @@ with tempfile.TemporaryDirectory() as tmp:
                              repetitions=a.repetitions, use_mmap=True, timeout_s=1800)
             out = Path(tmp) / f"{method}-{k}"
             out.mkdir()
-            rows = run_depth_cell(spec, method=method, depth=a.depth, cache_type=a.cache_type, warmup=2,
+            rows = run_depth_cell(spec, method=method, depth=a.depth, cache_type=a.cache_type,
                                   repetitions=a.repetitions, tools=tools, out_dir=out,
                                   stderr_path=Path(tmp) / f"{method}-{k}.log", lock_path=Path(tmp) / "lock")
             records += [{**r, "round": k} for r in rows]

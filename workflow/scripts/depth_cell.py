@@ -17,7 +17,7 @@ spec = cell_spec(
     use_mmap=p.use_mmap, timeout_s=p.timeout_s)
 raw = Path(out.raw)
 raw.mkdir(parents=True, exist_ok=True)
-records = run_depth_cell(spec, method=method, depth=depth, cache_type=cache_type, warmup=p.settings["warmup"],
+records = run_depth_cell(spec, method=method, depth=depth, cache_type=cache_type,
                          repetitions=p.settings["repetitions"], tools=tools, out_dir=raw,
                          stderr_path=Path(snakemake.log[0]), lock_path=Path(p.lock))
 if hasattr(p, "round"):  # a depth cell inside the rounds (rules/rounds.smk)
