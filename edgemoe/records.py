@@ -71,7 +71,7 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("kv_cache_bytes", I, False, "KV cache size llama.cpp reports for the cell's context"),
     ("n_ctx", I, False, "context size of a profile/depth cell (the KV cache holds n_ctx tokens)"),
     ("kv_bytes_per_token", I, False, "f16 KV cache bytes per token computed from the architecture"),
-    ("repetition", I, False, "0-based repetition index (decode step for profile/depth cells); null for a failed cell"),
+    ("repetition", I, False, "0-based repetition index (decode step for profile cells; run of the program for depth cells); null for a failed cell"),
     ("n_repetitions", I, True, "repetitions asked for"),
     ("round", I, False, "round index (0-based) of a rounds-design cell; null for a block-design cell"),
     ("round_position", I, False, "position of the cell in its round's shuffled order (0 = first)"),
