@@ -120,9 +120,9 @@ def _profile_depth_records(spec, depth, cache_type, repetitions, exe, extra, com
                     r["n_depth"] = 0
                 r.setdefault("type_k", cache_type)
                 r.setdefault("type_v", cache_type)
+            if run.status != "ok":  # a failed run (oom, timeout) is the cell's one record, as for llama-bench
+                return rows
             records += rows
-            if run.status != "ok":  # a run that failed (oom, timeout) is the cell's result; do not repeat it
-                break
     return records
 
 

@@ -91,7 +91,7 @@ def run_records(base: dict[str, Any], run: ProfileRun, test: str, repetition: in
     common = _common_fields(base, run, "depth", test)
     prefix = f"{base['cell_id']}@{run.result.start_utc}"
     if run.status != "ok":
-        return [{**_failure_record(common, run, prefix), "repetition": repetition}]
+        return [_failure_record(common, run, prefix)]
     s = run.summary
     rows = []
     n_prompt = int(s["n_prompt"])

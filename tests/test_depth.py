@@ -190,3 +190,25 @@ def test_flash_attention_is_always_explicit_and_given_once():
     assert cmd[cmd.index("-fa") + 1] == "0"
     cmd = llamabench.command("llama-bench", "m.gguf", 0, 32, 3, 2, 0, True, extra=cache_args("q8_0"))
     assert cmd.count("-fa") == 1 and cmd[cmd.index("-fa") + 1] == "1"
+
+
+def test_a_failed_run_of_the_program_is_the_depth_cells_one_record(tmp_path, tools):
+    """A run that fails after a good one (here the second runs out of memory) makes the cell a
+    failure with one record, as a llama-bench cell is; nothing half-measured is kept."""
+    state = tmp_path / "runs"
+    flaky = program(tmp_path / "flaky-profile", f"""
+import pathlib, sys
+state = pathlib.Path({str(state)!r})
+if state.exists():
+    sys.stderr.write("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 99\\n")
+    sys.exit(1)
+state.write_text("1")
+exec(compile({FAKE_PROFILE!r}, "fake", "exec"))
+""")
+    s = spec(tmp_path, tools["llama-bench"], D.test_name(64, "f16", "edgemoe-profile"))
+    rows = run_depth_cell(s, method="edgemoe-profile", depth=64, cache_type="f16", repetitions=3,
+                          tools={**tools, "edgemoe-profile": flaky}, out_dir=tmp_path,
+                          stderr_path=tmp_path / "cell.log", lock_path=tmp_path / "lock")
+    assert len(rows) == 1 and rows[0]["status"] == "oom" and "failed to allocate" in rows[0]["status_reason"]
+    assert rows[0]["depth_method"] == "edgemoe-profile" and rows[0]["n_depth"] == 64
+    assert "run 1" in (tmp_path / "cell.log").read_text()  # the failing run's log is in the cell's log
