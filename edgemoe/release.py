@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgemoe.files import atomic_path, atomic_write_text
 from edgemoe.records import read_parquet
+from edgemoe.tables import in_rounds
 
 
 def describe(runs) -> str:
@@ -43,7 +44,7 @@ def release(parquet: Path, dest: Path, note: str = "") -> Path:
         with gzip.open(tmp, "wt") as f:
             for row in table.to_pylist():
                 f.write(json.dumps(row, sort_keys=True) + "\n")
-    rounds = "round" in runs and runs["round"].notna().any()
+    rounds = in_rounds(runs)
     design = ("Cells ran in rounds (every cell once per round, order drawn per round from a recorded "
               "seed); tables give medians of round medians and ratios paired inside rounds, with "
               "distribution-free 95% order-statistic intervals over rounds." if rounds else

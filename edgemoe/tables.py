@@ -18,7 +18,8 @@ def _ordered_models(runs: pd.DataFrame, model_order: list[str]) -> list[str]:
     return [m for m in model_order if m in present] + [m for m in present if m not in model_order]
 
 
-def _in_rounds(runs: pd.DataFrame) -> bool:
+def in_rounds(runs: pd.DataFrame) -> bool:
+    """Do these rows come from the rounds design (a round number on some row)?"""
     return "round" in runs and runs["round"].notna().any()
 
 
@@ -54,7 +55,7 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
             ok = g[g["status"] == "ok"]
             failed = g[g["status"] != "ok"]
             first = g.iloc[0]
-            rounds = _in_rounds(group)
+            rounds = in_rounds(group)
             pp, tg = _phase_medians(ok, rounds)
             ratio = NAN if model == baseline else _ratio_to_baseline(group, ok, base_tg["tokens_per_s"], model,
                                                                      baseline, rounds)
@@ -198,7 +199,7 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     keys = ["device", "engine", "quant", "kv_cache", "method", "depth"]
     for (device, engine, quant, kv_cache, method, depth), g in d.groupby(keys, sort=True):
         base = g[(g["model"] == baseline) & (g["phase"] == "tg") & (g["status"] == "ok")]["tokens_per_s"]
-        rounds = _in_rounds(g)
+        rounds = in_rounds(g)
         for model, m in g.groupby("model", sort=False):
             ok = m[m["status"] == "ok"]
             pp, tg = _phase_medians(ok, rounds)
