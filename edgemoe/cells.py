@@ -3,8 +3,9 @@
 - Serialised by a file lock as well as by Snakemake's `bench` resource, so that two cells never
   overlap even under a profile that forgets the resource limit.
 - The child's exact peak RSS comes from os.wait4 (its own rusage, not RUSAGE_CHILDREN).
-- While it runs we sample system memory in use, the 2 MiB-page mapping of the model
-  (FilePmdMapped) and power where the device has a counter. llama-bench prints one JSON line per
+- While it runs we sample only cheap counters (system memory in use, /proc/stat for steal and
+  other processes' CPU time) and power where the device has a counter; the 2 MiB-page mapping of
+  the model (FilePmdMapped) is read once after the timed part (see run_measured). llama-bench prints one JSON line per
   test as soon as that test ends; stamping each line on arrival locates the generation window.
 - A crash, an out-of-memory kill or a timeout is a result: recorded with status, exit code or
   signal, peak memory and the stderr tail.
@@ -62,6 +63,9 @@ class ProcessResult:
     end_utc: str
     stdout_lines: list[tuple[int, str]] = field(default_factory=list)  # (monotonic ns, line)
     stderr_tail: str = ""
+    cpu_s: float | None = None  # the child's user + system time
+    steal_s: float | None = None  # hypervisor steal over the child's lifetime, all CPUs
+    other_cpu_s: float | None = None  # everything else's CPU time meanwhile
 
 
 def _utc_now() -> str:
@@ -94,9 +98,28 @@ def _maxrss_bytes(ru_maxrss: int) -> int:
     return ru_maxrss if os.uname().sysname == "Darwin" else ru_maxrss * 1024
 
 
+def _proc_stat_jiffies() -> tuple[int, int] | None:
+    """(busy, steal) jiffies of all CPUs from /proc/stat (Linux; None elsewhere): reading it costs
+    microseconds, unlike a walk of the child's page tables."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return user + nice + system + irq + softirq, steal
+
+
 def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stderr_path: Path,
-                 memory_limit_bytes: int | None = None) -> ProcessResult:
-    """Run cmd, stamping each stdout line; return exact peak RSS and what we sampled."""
+                 memory_limit_bytes: int | None = None, result_lines: int | None = None) -> ProcessResult:
+    """Run cmd, stamping each stdout line; return exact peak RSS and what we sampled.
+
+    While the child is timed only cheap counters are read (system memory in use, /proc/stat).
+    The model's 2 MiB-page mapping (FilePmdMapped in smaps_rollup: a walk of the child's page
+    tables, 63 ms of kernel time per read with a 4 GB model mapped, which slowed the benchmark
+    beside it by up to 12%) is read once, when the child has printed its `result_lines`-th JSON
+    line (every timed repetition is over), with the child stopped (SIGSTOP) so that it has not
+    unmapped the model yet, then resumed."""
 
     def limit_memory() -> None:
         os.setsid()  # own process group: a timeout kills the whole tree
@@ -104,17 +127,27 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
     start_utc, t0 = _utc_now(), time.monotonic()
+    stat_before = _proc_stat_jiffies()
+    pmd: list[int | None] = [None]
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=limit_memory)
         lines: list[tuple[int, str]] = []
 
         def read_stdout() -> None:
+            results = 0
             for raw in proc.stdout:  # type: ignore[union-attr]
                 lines.append((time.monotonic_ns(), raw.decode(errors="replace")))
+                results += raw.lstrip().startswith(b"{")
+                if result_lines and results == result_lines and pmd[0] is None:
+                    try:
+                        os.kill(proc.pid, signal.SIGSTOP)
+                        pmd[0] = _file_pmd_mapped(proc.pid)
+                    finally:
+                        os.kill(proc.pid, signal.SIGCONT)
 
         reader = threading.Thread(target=read_stdout, daemon=True)
         reader.start()
-        sys_peak = pmd_peak = None
+        sys_peak = None
         timed_out = False
         next_sample = 0.0
         while True:
@@ -123,9 +156,7 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
                 break
             now = time.monotonic()
             if now >= next_sample:
-                used, pmd = _sys_mem_used(), _file_pmd_mapped(proc.pid)
-                sys_peak = max(filter(None, (sys_peak, used)), default=None)
-                pmd_peak = max(filter(lambda x: x is not None, (pmd_peak, pmd)), default=None)
+                sys_peak = max(filter(None, (sys_peak, _sys_mem_used())), default=None)
                 next_sample = now + MEMORY_SAMPLE_S
             if now - t0 > timeout_s and not timed_out:
                 timed_out = True
@@ -134,13 +165,20 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
         proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
         reader.join(timeout=10)
     wall = time.monotonic() - t0
+    stat_after = _proc_stat_jiffies()
     code = os.waitstatus_to_exitcode(status)
     tail = stderr_path.read_bytes()[-4000:].decode(errors="replace")
+    child_cpu = ru.ru_utime + ru.ru_stime
+    steal = other = None
+    if stat_before and stat_after:
+        hz = os.sysconf("SC_CLK_TCK")
+        steal = (stat_after[1] - stat_before[1]) / hz
+        other = max((stat_after[0] - stat_before[0]) / hz - child_cpu, 0.0)
     return ProcessResult(
         exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, timed_out=timed_out,
         peak_rss_bytes=_maxrss_bytes(ru.ru_maxrss), sys_mem_used_peak_bytes=sys_peak,
-        file_pmd_mapped_peak_bytes=pmd_peak, wall_s=wall, start_utc=start_utc, end_utc=_utc_now(),
-        stdout_lines=lines, stderr_tail=tail)
+        file_pmd_mapped_peak_bytes=pmd[0], wall_s=wall, start_utc=start_utc, end_utc=_utc_now(),
+        stdout_lines=lines, stderr_tail=tail, cpu_s=child_cpu, steal_s=steal, other_cpu_s=other)
 
 
 def classify(result: ProcessResult, rows: list[dict[str, Any]], expected_tests: int) -> tuple[str, str]:
@@ -171,14 +209,28 @@ def _last_line_with(text: str, markers: tuple[str, ...]) -> str:
     return ""
 
 
-def cell_warnings(samples: list, load_before: float, power_mode: str | None) -> list[str]:
-    """Reasons to distrust a cell: a busy host, throttling, the wrong power mode."""
+# A cell is flagged when others took more than this share of one CPU, or the hypervisor stole more
+# than this share of the wall time (the harness itself uses about 1% of a CPU).
+BUSY_OTHER_SHARE = 0.10
+STEAL_SHARE = 0.02
+
+
+def cell_warnings(samples: list, load_before: float, power_mode: str | None,
+                  result: ProcessResult | None = None) -> list[str]:
+    """Reasons to distrust a cell: a busy host (before or during), steal, throttling, the wrong
+    power mode."""
     from edgemoe.sampling import jetson_power_mode, throttle_summary
 
     out = []
     cpus = os.cpu_count() or 1
     if load_before > cpus + 1:  # the previous cell alone leaves about its thread count
         out.append(f"host busy before the cell (1-min load average {load_before:.1f} on {cpus} CPUs)")
+    if result is not None and result.wall_s > 0:
+        if result.other_cpu_s is not None and result.other_cpu_s > BUSY_OTHER_SHARE * result.wall_s:
+            out.append(f"host busy during the cell (other processes used {result.other_cpu_s:.1f} CPU-s "
+                       f"in {result.wall_s:.1f} s)")
+        if result.steal_s is not None and result.steal_s > STEAL_SHARE * result.wall_s:
+            out.append(f"hypervisor steal {result.steal_s:.1f} CPU-s in {result.wall_s:.1f} s")
     t = throttle_summary(samples)
     if t.get("thermal_pressure_worst") not in (None, "Nominal"):
         out.append(f"thermal pressure {t['thermal_pressure_worst']}")
@@ -280,6 +332,7 @@ def base_record(spec: CellSpec, result: ProcessResult) -> dict[str, Any]:
         "n_gpu_layers": spec.n_gpu_layers, "use_mmap": spec.use_mmap, "n_repetitions": spec.repetitions,
         "peak_rss_bytes": result.peak_rss_bytes, "sys_mem_used_peak_bytes": result.sys_mem_used_peak_bytes,
         "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
+        "host_steal_s": result.steal_s, "host_other_cpu_s": result.other_cpu_s, "cell_cpu_s": result.cpu_s,
         "memory_ceiling_bytes": spec.memory_ceiling_bytes, "memory_limit_bytes": spec.memory_limit_bytes,
         "device_read_gbs": spec.device_read_gbs, "weight_bytes_per_token": weight_bytes_per_token(spec.model_path),
         "energy_sampler": spec.energy_sampler,
@@ -315,7 +368,8 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
             time.sleep(IDLE_BASELINE_S)  # the idle baseline window, just before the cell
         idle_end_ns = time.monotonic_ns()
         result = run_measured(cmd, timeout_s=spec.timeout_s, env=child_env(spec.threads),
-                              stderr_path=stderr_path, memory_limit_bytes=spec.memory_limit_bytes)
+                              stderr_path=stderr_path, memory_limit_bytes=spec.memory_limit_bytes,
+                              result_lines=expected)
         samples = sampler.stop()
         load_after = os.getloadavg()[0]
     raw_text = "".join(line for _, line in result.stdout_lines)
@@ -329,7 +383,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     base = base_record(spec, result)
     base.update(status=status, status_reason=reason or None, load_avg_before=load_before, load_avg_after=load_after,
                 raw_output=str(raw_path))
-    base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode)) or None
+    base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode, result)) or None
     run_prefix = f"{spec.cell_id}@{result.start_utc}"  # unique per execution: reruns and releases merge
     temp, temp_source = peak_temperature(samples)
     base["temp_peak_c"], base["temp_source"] = temp, temp_source

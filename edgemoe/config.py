@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgemoe import paths
 from edgemoe.architectures import ArchSpec
 from edgemoe.host import device_matches, total_memory_bytes
 
@@ -64,6 +65,7 @@ class Test:
     name: str
     n_prompt: int
     n_gen: int
+    every: int = 1  # rounds design: in every Nth counted round
 
 
 def content_hash(obj: Any) -> str:
@@ -139,9 +141,10 @@ class Experiment:
             raise ConfigError(f"models_engine: {self.models_engine_id!r} is not defined under engines; allowed: "
                               f"{_choices(cfg['engines'])}")
         self.models_engine = cfg["engines"][self.models_engine_id]
-        self.device_id = resolve_device(cfg, host_device)
         self.devices = {d: self._device(d, p) for d, p in cfg["devices"].items()}
-        self.device = self.devices[self.device_id]
+        # Released data runs no cell: no device is resolved or checked, whatever this host is.
+        self.device_id = None if self.runs == "released" else resolve_device(cfg, host_device)
+        self.device = self.devices.get(self.device_id)
         exp = cfg["experiment"]
         self.models = {m: self._model(m) for m in exp["models"]}
         if exp["baseline"] not in self.models:
@@ -151,7 +154,7 @@ class Experiment:
         names = [t["name"] for t in exp["tests"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
-        self.tests = {t["name"]: Test(t["name"], t["n_prompt"], t["n_gen"]) for t in exp["tests"]}
+        self.tests = {t["name"]: Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1)) for t in exp["tests"]}
         for t in self.tests.values():
             if t.n_prompt == 0 and t.n_gen == 0:
                 raise ConfigError(f"experiment.tests[{t.name}]: n_prompt and n_gen are both 0")
@@ -210,10 +213,10 @@ class Experiment:
         return Model(model_id, m["family"], spec, weights, tag, seed, hf.get("repo"), hf.get("revision"),
                      m.get("local"))
 
-    # ---- paths -------------------------------------------------------------------------------
+    # ---- paths (edgemoe.paths) ---------------------------------------------------------------
     def build_dir(self, variant: str) -> str:
         """variant: 'tools' (CPU build that quantizes) or a device id (the build its cells run)."""
-        return f"results/engine/{self.engine_id}/build/{variant}"
+        return paths.build_dir(self.engine_id, variant)
 
     def build_flags(self, variant: str) -> list[str]:
         if variant == "tools":
@@ -230,15 +233,14 @@ class Experiment:
         return {}
 
     def model_file(self, model_id: str, quant: str) -> str:
-        m = self.models[model_id]
-        return f"results/models/{model_id}/{m.weights_tag}/{quant}.gguf"
+        return paths.model_file(model_id, self.models[model_id].weights_tag, quant)
 
     def cell_dir(self, kind: str, device: str, model_id: str, quant: str) -> str:
         """results/<kind>/<device>/<engine>/<model>/<weights tag>/<quant>: kind = cells, profile, depth."""
-        return f"results/{kind}/{device}/{self.engine_id}/{model_id}/{self.models[model_id].weights_tag}/{quant}"
+        return paths.cell_dir(kind, device, self.engine_id, model_id, self.models[model_id].weights_tag, quant)
 
     def cell_file(self, device: str, model_id: str, quant: str, test: str) -> str:
-        return f"{self.cell_dir('cells', device, model_id, quant)}/{test}.jsonl"
+        return paths.cell_file(device, self.engine_id, model_id, self.models[model_id].weights_tag, quant, test)
 
     def cells(self, device: str) -> list[str]:
         return [self.cell_file(device, m, q, t) for m in self.models for q in self.quants for t in self.tests]

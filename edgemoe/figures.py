@@ -1,4 +1,8 @@
-"""The study's figures from the run table (PNG and PDF, one colour per model throughout)."""
+"""The study's figures (PNG and PDF, one colour per model throughout).
+
+Every figure function takes the run table and returns the numbers it draws, one row per mark,
+which workflow/scripts/figure.py writes beside the figure (figures/<name>.csv): estimates come
+from `edgemoe.estimates` only, so a figure and the table it illustrates cannot disagree."""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from edgemoe import estimates as E  # noqa: E402
 from edgemoe.files import atomic_path  # noqa: E402
-from edgemoe.stats import median_ci  # noqa: E402
 
 
 def model_colours(models: list[str]) -> dict[str, tuple]:
@@ -29,48 +33,6 @@ def save(fig, paths: list[str]) -> None:
     plt.close(fig)
 
 
-def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
-    """Prefill and generation tok/s per model, one panel row per device; whiskers are 95%
-    bootstrap intervals of the median; failed cells are drawn as labelled markers at zero."""
-    plt.style.use(style)
-    bench = runs[runs["kind"] == "bench"]
-    order = [m for m in models if m in set(bench["model"])] + sorted(set(bench["model"]) - set(models))
-    colours = model_colours(order)
-    devices = sorted(bench["device"].unique())
-    fig, axes = plt.subplots(len(devices), 2, squeeze=False,
-                             figsize=(3.4 * 2, 0.6 + 1.2 + 0.25 * len(order) * len(devices)))
-    for row, device in enumerate(devices):
-        d = bench[bench["device"] == device]
-        for col, (phase, label) in enumerate([("pp", "prefill"), ("tg", "generation")]):
-            ax = axes[row][col]
-            for i, model in enumerate(order):
-                m = d[d["model"] == model]
-                ok = m[(m["status"] == "ok") & (m["phase"] == phase)]
-                failed = m[m["status"] != "ok"]
-                if not failed.empty:
-                    ax.plot(0, i, marker="x", color="crimson", ms=6)
-                    ax.annotate(f" {failed.iloc[0]['status'].upper()}", (0, i), va="center", fontsize=7,
-                                color="crimson")
-                    continue
-                if ok.empty:
-                    continue
-                est = median_ci(ok["tokens_per_s"])
-                ax.barh(i, est.value, color=colours[model], height=0.7)
-                ax.errorbar(est.value, i, xerr=[[est.value - est.lo], [est.hi - est.value]], color="black",
-                            capsize=2, lw=0.8)
-            tests = ", ".join(sorted(d.loc[d["phase"] == phase, "test"].unique()))
-            ax.set_yticks(range(len(order)), order if col == 0 else [""] * len(order))
-            ax.invert_yaxis()
-            ax.set_xlabel(f"{label} throughput (tokens/s)")
-            ax.set_xlim(left=0)
-            ax.set_title(f"{device}: {label} ({tests})", loc="left")
-    twin = bool(bench["is_twin"].any())
-    fig.suptitle("Median over repetitions, 95% bootstrap interval" + ("; shape twins (random weights)" if twin else ""),
-                 fontsize=7, y=1.0)
-    fig.tight_layout()
-    save(fig, out_paths)
-
-
 def _bench(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["kind"] == "bench"]
 
@@ -80,62 +42,131 @@ def _order(runs: pd.DataFrame, models: list[str]) -> list[str]:
     return [m for m in models if m in present] + sorted(present - set(models))
 
 
-def _device_panels(runs: pd.DataFrame, models: list[str], style: str, order_models: list[str] | None = None):
-    """The common start of a one-panel-per-device figure: style, bench rows, model order and
-    colours (colours by the full order, so a model keeps its colour when others are left out)."""
+def _label(model: str, quant: str, test: str, many: bool) -> str:
+    """A mark's label: the model, with quant and test where the figure holds several."""
+    return f"{model} ({quant}, {test})" if many else model
+
+
+def _rows_of(est: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Estimates in the study's model order, then quant and test."""
+    rank = {m: i for i, m in enumerate(models)}
+    return est.assign(_r=est["model"].map(rank).fillna(len(rank))).sort_values(["device", "_r", "quant", "test"]).drop(
+        columns="_r")
+
+
+def _failed(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed bench cell: device, model, quant, test, status."""
+    b = _bench(runs)
+    return b[b["status"] != "ok"].drop_duplicates(["device", "model", "quant", "test"])[
+        ["device", "model", "quant", "test", "status"]]
+
+
+def _interval_bar(ax, y, e, colour, horizontal=True, **kw):
+    err = [[e["value"] - e["lo"]], [e["hi"] - e["value"]]]
+    if horizontal:
+        ax.errorbar(e["value"], y, xerr=err, **kw)
+    else:
+        ax.errorbar(y, e["value"], yerr=err, **kw)
+
+
+def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
+    """Prefill and generation tok/s per model, one panel row per device; whiskers are the 95%
+    intervals of the estimates; failed cells are drawn as labelled markers at zero."""
     plt.style.use(style)
-    bench = _bench(runs)
-    full = _order(bench, models)
-    order = order_models if order_models is not None else full
-    devices = sorted(bench["device"].unique())
-    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * len(order)))
-    return bench, order, model_colours(full), list(zip(axes[0], devices)), fig
+    est = _rows_of(E.medians(runs, "bench"), models)
+    fails = _failed(runs)
+    colours = model_colours(_order(_bench(runs), models))
+    devices = sorted(_bench(runs)["device"].unique())
+    many = len(est.groupby(["quant", "test"])) > 1
+    labels = list(dict.fromkeys([_label(r.model, r.quant, r.test, many) for r in est.itertuples()]
+                                + [_label(r.model, r.quant, r.test, many) for r in fails.itertuples()]))
+    fig, axes = plt.subplots(len(devices), 2, squeeze=False,
+                             figsize=(3.4 * 2, 0.6 + 1.2 + 0.25 * len(labels) * len(devices)))
+    for row, device in enumerate(devices):
+        for col, (phase, name) in enumerate([("pp", "prefill"), ("tg", "generation")]):
+            ax = axes[row][col]
+            d = est[(est["device"] == device) & (est["phase"] == phase)]
+            for r in d.to_dict("records"):
+                i = labels.index(_label(r["model"], r["quant"], r["test"], many))
+                ax.barh(i, r["value"], color=colours[r["model"]], height=0.7)
+                _interval_bar(ax, i, r, None, color="black", capsize=2, lw=0.8)
+            for r in fails[fails["device"] == device].itertuples():
+                i = labels.index(_label(r.model, r.quant, r.test, many))
+                ax.plot(0, i, marker="x", color="crimson", ms=6)
+                ax.annotate(f" {r.status.upper()}", (0, i), va="center", fontsize=7, color="crimson")
+            tests = ", ".join(sorted(d["test"].unique()))
+            ax.set_yticks(range(len(labels)), labels if col == 0 else [""] * len(labels))
+            ax.set_ylim(len(labels) - 0.5, -0.5)
+            ax.set_xlabel(f"{name} throughput (tokens/s)")
+            ax.set_xlim(left=0)
+            ax.set_title(f"{device}: {name} ({tests})", loc="left")
+    twin = bool(_bench(runs)["is_twin"].any())
+    fig.suptitle("Estimates with 95% intervals (methods: figures/throughput.csv)"
+                 + ("; shape twins (random weights)" if twin else ""), fontsize=7, y=1.0)
+    fig.tight_layout()
+    save(fig, out_paths)
+    return est
 
 
-def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> None:
+def _device_panels(devices: list[str], n_rows: int):
+    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * n_rows))
+    return fig, list(zip(axes[0], devices))
+
+
+def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> pd.DataFrame:
     """Generation throughput of each model relative to the same-active dense baseline, per device,
-    with the bootstrap interval of the ratio; 1 = as fast as the baseline."""
-    from edgemoe.stats import ratio_ci
-
-    others = [m for m in _order(_bench(runs), models) if m != baseline]
-    bench, order, colours, panels, fig = _device_panels(runs, models, style, others)
+    with the 95% interval of the ratio (the table's 'gen vs baseline'); 1 = as fast."""
+    plt.style.use(style)
+    est = E.ratios(runs, E.baseline_pairs(runs, baseline), "bench", "tg")
+    est = _rows_of(est, models)
+    colours = model_colours(_order(_bench(runs), models))
+    devices = sorted(_bench(runs)["device"].unique())
+    many = len(est.groupby(["quant", "test"])) > 1
+    labels = list(dict.fromkeys(_label(r.model, r.quant, r.test, many) for r in est.itertuples()))
+    fig, panels = _device_panels(devices, len(labels))
     for ax, device in panels:
-        d = bench[(bench["device"] == device) & (bench["phase"] == "tg") & (bench["status"] == "ok")]
-        base = d.loc[d["model"] == baseline, "tokens_per_s"]
-        for i, model in enumerate(order):
-            r = ratio_ci(d.loc[d["model"] == model, "tokens_per_s"], base)
-            if pd.isna(r.value):
+        for r in est[est["device"] == device].to_dict("records"):
+            i = labels.index(_label(r["model"], r["quant"], r["test"], many))
+            if pd.isna(r["value"]):
                 ax.annotate(" not measured / failed", (1, i), va="center", fontsize=7, color="crimson")
                 continue
-            ax.errorbar(r.value, i, xerr=[[r.value - r.lo], [r.hi - r.value]], fmt="o", color=colours[model], capsize=3)
-            ax.annotate(f"{(r.value - 1) * 100:+.0f}%", (r.hi, i), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=7)
+            _interval_bar(ax, i, r, None, fmt="o", color=colours[r["model"]], capsize=3)
+            ax.annotate(f"{(r['value'] - 1) * 100:+.1f}%", (r["hi"] if np.isfinite(r["hi"]) else r["value"], i),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
         ax.axvline(1, color="grey", lw=0.8, ls="--")
-        ax.set_yticks(range(len(order)), order)
-        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlabel(f"generation tok/s relative to {baseline}")
         ax.set_title(device, loc="left")
     fig.tight_layout()
     save(fig, out_paths)
+    return est
 
 
-def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
     """Peak RSS of the benchmark process and model file size per model, against the device's
-    memory ceiling; failed cells marked with their status."""
-    bench, order, colours, panels, fig = _device_panels(runs, models, style)
+    memory ceiling; failed cells marked with their status. Maxima over cells, not estimates."""
+    plt.style.use(style)
+    bench = _bench(runs)
+    order = _order(bench, models)
+    colours = model_colours(order)
+    facts = (bench.groupby(["device", "model"], sort=False)
+             .agg(peak_rss_bytes=("peak_rss_bytes", "max"), gguf_bytes=("gguf_bytes", "max"),
+                  memory_ceiling_bytes=("memory_ceiling_bytes", "max"),
+                  status=("status", lambda s: next((x for x in s if x != "ok"), "ok")))
+             .reset_index())
+    facts = _rows_of(facts.assign(quant="", test=""), models).drop(columns=["quant", "test"])
+    fig, panels = _device_panels(sorted(bench["device"].unique()), len(order))
     for ax, device in panels:
-        d = bench[bench["device"] == device]
+        d = facts[facts["device"] == device]
         ceiling = d["memory_ceiling_bytes"].max() / 2**30
-        for i, model in enumerate(order):
-            m = d[d["model"] == model]
-            if m.empty:
-                continue
-            ax.barh(i, m["peak_rss_bytes"].max() / 2**30, color=colours[model], height=0.6)
-            ax.plot(m["gguf_bytes"].max() / 2**30, i, marker="|", ms=12, color="black")
-            bad = m[m["status"] != "ok"]
-            if not bad.empty:
-                ax.annotate(f" {bad.iloc[0]['status'].upper()}", (m["peak_rss_bytes"].max() / 2**30, i),
-                            va="center", fontsize=7, color="crimson")
+        for r in d.to_dict("records"):
+            i = order.index(r["model"])
+            ax.barh(i, r["peak_rss_bytes"] / 2**30, color=colours[r["model"]], height=0.6)
+            ax.plot(r["gguf_bytes"] / 2**30, i, marker="|", ms=12, color="black")
+            if r["status"] != "ok":
+                ax.annotate(f" {r['status'].upper()}", (r["peak_rss_bytes"] / 2**30, i), va="center", fontsize=7,
+                            color="crimson")
         ax.axvline(ceiling, color="crimson", lw=1, ls="--")
         ax.annotate(f"ceiling {ceiling:.0f} GiB", (ceiling, len(order) - 0.5), ha="right", va="bottom",
                     fontsize=7, color="crimson", xytext=(-2, 2), textcoords="offset points")
@@ -147,76 +178,86 @@ def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
         ax.set_title(device, loc="left")
     fig.tight_layout()
     save(fig, out_paths)
+    return facts
 
 
-def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
     """Net joules per generated token (idle baseline subtracted); a device without an energy
     counter says so instead of showing zeros."""
-    bench, order, colours, panels, fig = _device_panels(runs, models, style)
-    for ax, device in panels:
-        d = bench[(bench["device"] == device) & (bench["phase"] == "tg")]
-        e = d.dropna(subset=["energy_j_per_token_net"])
-        if e.empty:
-            import textwrap
+    import textwrap
 
+    plt.style.use(style)
+    bench = _bench(runs)
+    order = _order(bench, models)
+    colours = model_colours(order)
+    est = E.medians(bench[bench["phase"] == "tg"], "bench", "energy_j_per_token_net", "energy_j_per_token")
+    est = _rows_of(est, models)
+    fig, panels = _device_panels(sorted(bench["device"].unique()), len(order))
+    for ax, device in panels:
+        e = est[est["device"] == device]
+        if e.empty:
+            d = bench[(bench["device"] == device) & (bench["phase"] == "tg")]
             reasons = sorted(set(d["energy_reason"].dropna())) or ["no generation cells"]
             text = "\n".join(textwrap.fill(r, 48) for r in reasons[:2])
             ax.text(0.5, 0.5, "energy not measured on this device:\n" + text, ha="center", va="center", fontsize=6,
                     transform=ax.transAxes)
             ax.set_axis_off()
         else:
-            for i, model in enumerate(order):
-                v = e.loc[e["model"] == model, "energy_j_per_token_net"]
-                if len(v):
-                    est = median_ci(v)
-                    ax.barh(i, est.value, color=colours[model], height=0.6)
-                    ax.errorbar(est.value, i, xerr=[[est.value - est.lo], [est.hi - est.value]], color="black", capsize=2)
+            for r in e.to_dict("records"):
+                i = order.index(r["model"])
+                ax.barh(i, r["value"], color=colours[r["model"]], height=0.6)
+                _interval_bar(ax, i, r, None, color="black", capsize=2)
             ax.set_yticks(range(len(order)), order)
             ax.set_ylim(len(order) - 0.5, -0.5)
             ax.set_xlabel("energy per generated token (J, net of idle)")
         ax.set_title(device, loc="left")
     fig.tight_layout()
     save(fig, out_paths)
+    return est
 
 
-def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
     """Generation tok/s against weight bytes read per token (left) and against active and total
     parameters (right), with the device's measured read-bandwidth roofline: if cost tracked active
-    parameters, the MoE would sit with the dense models of its active size."""
-    import numpy as np
-
+    parameters, the MoE would sit with the dense models of its active size. A device whose
+    records carry no bandwidth is drawn without the line and says so."""
     plt.style.use(style)
     bench = _bench(runs)
     order = _order(bench, models)
     colours = model_colours(order)
+    est = E.medians(bench, "bench")
+    est = _rows_of(est[est["phase"] == "tg"], models)
+    facts = (bench.groupby(["device", "model"]).agg(
+        weight_bytes_per_token=("weight_bytes_per_token", "max"), params_active=("params_active", "max"),
+        params_total=("params_total", "max"), device_read_gbs=("device_read_gbs", "median")).reset_index())
+    est = est.merge(facts, on=["device", "model"], how="left")
     devices = sorted(bench["device"].unique())
     fig, axes = plt.subplots(len(devices), 2, squeeze=False, figsize=(6.8, 2.6 * len(devices)))
     for row, device in enumerate(devices):
-        d = bench[(bench["device"] == device) & (bench["phase"] == "tg") & (bench["status"] == "ok")]
+        d = est[est["device"] == device]
         ax_b, ax_p = axes[row]
-        for model in order:
-            m = d[d["model"] == model]
-            if m.empty:
-                continue
-            est = median_ci(m["tokens_per_s"])
-            gb = m["weight_bytes_per_token"].max() / 1e9
-            ax_b.errorbar(gb, est.value, yerr=[[est.value - est.lo], [est.hi - est.value]], fmt="o",
-                          color=colours[model], label=model, capsize=2)
-            ax_p.plot(m["params_active"].max() / 1e9, est.value, "o", color=colours[model])
-            ax_p.plot(m["params_total"].max() / 1e9, est.value, "o", mfc="none", color=colours[model])
-            if m["params_active"].max() != m["params_total"].max():
-                ax_p.annotate("", (m["params_total"].max() / 1e9, est.value), (m["params_active"].max() / 1e9, est.value),
-                              arrowprops=dict(arrowstyle="-", color=colours[model], ls=":"))
+        for r in d.to_dict("records"):
+            c = colours[r["model"]]
+            gb = r["weight_bytes_per_token"] / 1e9
+            _interval_bar(ax_b, gb, r, None, horizontal=False, fmt="o", color=c, label=r["model"], capsize=2)
+            ax_p.plot(r["params_active"] / 1e9, r["value"], "o", color=c)
+            ax_p.plot(r["params_total"] / 1e9, r["value"], "o", mfc="none", color=c)
+            if r["params_active"] != r["params_total"]:
+                ax_p.annotate("", (r["params_total"] / 1e9, r["value"]), (r["params_active"] / 1e9, r["value"]),
+                              arrowprops=dict(arrowstyle="-", color=c, ls=":"))
+        top = max(d["hi"].replace(np.inf, np.nan).max() * 1.4, 1) if len(d) else 1
         bw = d["device_read_gbs"].dropna()
         if len(bw) and d["weight_bytes_per_token"].notna().any():
             gb = d["weight_bytes_per_token"].dropna() / 1e9
-            top = max(d["tokens_per_s"].max() * 1.4, 1)
             xs = np.linspace(max(gb.min() * 0.7, bw.median() / top), gb.max() * 1.3, 100)
             ax_b.plot(xs, bw.median() / xs, color="grey", ls="--", lw=0.8,
                       label=f"roofline: read bandwidth {bw.median():.1f} GB/s / bytes")
+        elif len(d):
+            ax_b.annotate("no measured read bandwidth in these records", (0.02, 0.95), xycoords="axes fraction",
+                          fontsize=6, color="crimson", va="top")
         ax_b.set_xlabel("weight bytes read per token (GB)")
         ax_b.set_ylabel("generation tok/s")
-        ax_b.set_ylim(bottom=0, top=max(d["tokens_per_s"].max() * 1.4, 1) if len(d) else 1)
+        ax_b.set_ylim(bottom=0, top=top)
         ax_b.set_title(device, loc="left")
         ax_b.legend(fontsize=6, loc="upper right")
         ax_p.set_xlabel("parameters (B): filled = active, open = total")
@@ -224,25 +265,82 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
         ax_p.set_ylim(bottom=0)
     fig.tight_layout()
     save(fig, out_paths)
+    return est
+
+
+def drift_figure(runs: pd.DataFrame, models: list[str], style: str | None, out_paths: list[str]) -> pd.DataFrame:
+    """Rounds design: tok/s against round per model (one panel per device, engine, quant, test and
+    phase), and generation tok/s relative to the model's median over counted rounds; warm-up
+    rounds drawn hollow (recorded, not estimated); model colours as elsewhere."""
+    from matplotlib.ticker import MaxNLocator
+
+    if style:
+        plt.style.use(style)
+    b = _bench(runs)
+    b = b[b["round"].notna() & (b["status"] == "ok")]
+    warm = b["warmup"].fillna(False).astype(bool) if "warmup" in b.columns else pd.Series(False, index=b.index)
+    keys = ["device", "engine", "quant", "test", "model", "phase", "round"]
+    r = (b.assign(warmup=warm).groupby(keys, sort=True)
+         .agg(tokens_per_s=("tokens_per_s", "median"), warmup=("warmup", "any")).reset_index())
+    r["round"] = r["round"].astype(int)
+    counted = r[~r["warmup"]]
+    med = counted.groupby(["device", "engine", "quant", "test", "model", "phase"])["tokens_per_s"].median()
+    r["relative_pct"] = [row.tokens_per_s / med.get(tuple(getattr(row, k) for k in keys[:-1]), np.nan) * 100
+                         for row in r.itertuples()]
+    order = _order(b, models) if len(b) else []
+    colours = model_colours(order)
+    panels = []
+    for key, g in r.groupby(["device", "engine", "quant", "test"], sort=True):
+        phases = [p for p in ("pp", "tg") if p in set(g["phase"])]
+        panels += [(*key, p, False) for p in phases] + ([(*key, "tg", True)] if "tg" in phases else [])
+    ncol = min(3, max(len(panels), 1))
+    nrow = max(1, -(-len(panels) // ncol))
+    fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(3.2 * ncol, 0.6 + 2.2 * nrow))
+    for ax, (dev, eng, q, t, p, rel) in zip(axes.flat, panels):
+        g = r[(r["device"] == dev) & (r["engine"] == eng) & (r["quant"] == q) & (r["test"] == t) & (r["phase"] == p)]
+        for m in order:
+            s = g[g["model"] == m].sort_values("round")
+            if s.empty:
+                continue
+            y = s["relative_pct"] if rel else s["tokens_per_s"]
+            ax.plot(s["round"], y, lw=1, color=colours[m], label=m)
+            ax.plot(s["round"][~s["warmup"]], y[~s["warmup"]], "o", ms=3, color=colours[m])
+            ax.plot(s["round"][s["warmup"]], y[s["warmup"]], "o", ms=3, mfc="none", color=colours[m])
+        label = {"pp": "prefill", "tg": "generation"}[p]
+        ax.set_ylabel(f"{label} % of model median" if rel else f"{label} tokens/s")
+        ax.set_xlabel("round (hollow: warm-up)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{dev} {eng}\n{q}, {t}: {label}" + (" (relative)" if rel else ""), loc="left", fontsize=6)
+        if rel:
+            ax.axhline(100, color="grey", lw=0.6, ls=":")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if panels:
+        axes.flat[0].legend(fontsize=6, frameon=False)
+    fig.suptitle("Throughput per round (median over each round's repetitions)", fontsize=7, y=1.0)
+    fig.tight_layout()
+    save(fig, out_paths)
+    return r
 
 
 CLASS_COLOURS = {"routing": "#d62728", "expert": "#ff7f0e", "attention": "#1f77b4", "norm": "#9467bd",
                  "dense_ffn": "#2ca02c", "lm_head": "#8c564b", "noop": "#c7c7c7", "other": "#7f7f7f"}
 
 
-def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> None:
+class NoData(ValueError):
+    """A figure asked for with no rows to draw: the DAG leaves such figures out of figures/all."""
+
+
+def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
     """Where decode time goes: stacked share of node time per class, one bar per model and device;
     the MoE bars are annotated with the routing share of MoE-block time and its interval."""
     from edgemoe.tables import NODE_CLASSES, breakdown_table
 
     plt.style.use(style)
     t = breakdown_table(runs)
-    fig, ax = plt.subplots(figsize=(6.8, 0.9 + 0.35 * max(len(t), 1)))
     if t.empty:
-        ax.text(0.5, 0.5, "no profile cells in the run table", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        save(fig, out_paths)
-        return
+        raise NoData("breakdown figure: no ok profile cells in the run table (config profiling.enabled)")
+    fig, ax = plt.subplots(figsize=(6.8, 0.9 + 0.35 * max(len(t), 1)))
     order = {m: i for i, m in enumerate(models)}
     t = t.sort_values(["device", "model"], key=lambda s: s.map(order).fillna(99) if s.name == "model" else s)
     labels = [f"{d}: {m}" for d, m in zip(t["device"], t["model"])]
@@ -262,23 +360,20 @@ def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_path
     ax.set_xlabel("share of decode node time (%)")
     ax.legend(ncol=4, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(t) < 4 else -0.2), frameon=False)
     save(fig, out_paths)
+    return t
 
 
-def depth_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> None:
+def depth_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]
+                 ) -> pd.DataFrame:
     """Against context depth: decode tok/s per model, peak RSS with the device ceiling, and the
     decode ratio of each model to the same-active baseline (95% intervals)."""
     from edgemoe.tables import depth_table
 
     plt.style.use(style)
     t = depth_table(runs, baseline)
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
     if t.empty:
-        for ax in axes:
-            ax.set_axis_off()
-        axes[1].text(0.5, 0.5, "no depth cells in the run table (config depth.enabled)", ha="center", va="center",
-                     transform=axes[1].transAxes)
-        save(fig, out_paths)
-        return
+        raise NoData("depth figure: no depth cells in the run table (config depth.enabled)")
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
     colours = model_colours(_order(t, models))
     # Several devices, engines, KV cache types or methods: one line style each, named in the legend.
     variant_keys = ["device", "engine", "kv_cache", "method"]
@@ -307,3 +402,4 @@ def depth_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: st
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     save(fig, out_paths)
+    return t

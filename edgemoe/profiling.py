@@ -53,6 +53,7 @@ def _common_fields(base: dict[str, Any], run: ProfileRun, kind: str, test: str) 
     return {**base, "kind": kind, "test": test, "status": run.status, "status_reason": run.reason or None,
             "exit_code": r.exit_code, "signal": r.signal, "peak_rss_bytes": r.peak_rss_bytes,
             "sys_mem_used_peak_bytes": r.sys_mem_used_peak_bytes, "file_pmd_mapped_bytes": r.file_pmd_mapped_peak_bytes,
+            "host_steal_s": r.steal_s, "host_other_cpu_s": r.other_cpu_s, "cell_cpu_s": r.cpu_s,
             "cell_start_utc": r.start_utc, "cell_end_utc": r.end_utc, "energy_status": "missing",
             "energy_reason": "not measured in profiling/depth cells"}
 

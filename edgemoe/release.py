@@ -14,7 +14,21 @@ from pathlib import Path
 
 from edgemoe.files import atomic_path, atomic_write_text
 from edgemoe.records import read_parquet
-from edgemoe.tables import in_rounds
+from edgemoe.estimates import in_rounds
+
+
+def data_kinds(path: Path | str) -> set[str]:
+    """What a release holds, for the DAG to build only the figures it has data for: its record
+    kinds (bench, profile, depth) and 'rounds' where bench rows carry a round (a scan of the
+    file: releases are kilobytes)."""
+    kinds = set()
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            r = json.loads(line)
+            kinds.add(r["kind"])
+            if r["kind"] == "bench" and r.get("round") is not None:
+                kinds.add("rounds")
+    return kinds
 
 
 def describe(runs) -> str:

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from edgemoe.files import atomic_write_text
-from edgemoe.stats import NAN, median_ci, median_ci_exact, ratio_ci
+from edgemoe import estimates as E
+from edgemoe.stats import NAN
 
-KEYS = ["device", "engine", "quant", "test", "weights_source"]
+KEYS = E.GROUP
 
 
 def _ordered_models(runs: pd.DataFrame, model_order: list[str]) -> list[str]:
@@ -18,51 +19,27 @@ def _ordered_models(runs: pd.DataFrame, model_order: list[str]) -> list[str]:
     return [m for m in model_order if m in present] + [m for m in present if m not in model_order]
 
 
-def in_rounds(runs: pd.DataFrame) -> bool:
-    """Do these rows come from the rounds design (a round number on some row)?"""
-    return "round" in runs and runs["round"].notna().any()
-
-
-def _phase_medians(ok: pd.DataFrame, rounds: bool):
-    """(prefill, decode) estimates of one model's ok rows: the block design's median over
-    repetitions, or the rounds design's median over round medians (order-statistic interval)."""
-    if not rounds:
-        return tuple(median_ci(ok.loc[ok["phase"] == p, "tokens_per_s"]) for p in ("pp", "tg"))
-    from edgemoe.rounds import per_round
-
-    per = per_round(ok) if len(ok) else pd.DataFrame(columns=["phase", "tokens_per_s"])
-    return tuple(median_ci_exact(per.loc[per["phase"] == p, "tokens_per_s"]) for p in ("pp", "tg"))
-
-
-def _ratio_to_baseline(group: pd.DataFrame, ok: pd.DataFrame, base_tg, model: str, baseline: str, rounds: bool):
-    """Decode ratio to the baseline: paired inside rounds, or medians resampled independently."""
-    if rounds:
-        from edgemoe.rounds import paired_ratios
-
-        return paired_ratios(group[group["status"] == "ok"], model, baseline, phase="tg")
-    return ratio_ci(ok.loc[ok["phase"] == "tg", "tokens_per_s"], base_tg)
-
-
 def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) -> pd.DataFrame:
-    """Medians with 95% bootstrap intervals over repetitions; the generation ratio to the
-    same-active dense baseline of the same device/engine/quant/test; failed cells keep their row."""
+    """One row per device, engine, quant, test, weights source and model: prefill and generation
+    tok/s and the generation ratio to the same-active dense baseline, as `edgemoe.estimates`
+    gives them (with their methods), beside the cell's facts; failed cells keep their row."""
+    est = E.estimates(runs, baseline, "bench")
     rows = []
     bench = runs[runs["kind"] == "bench"]
     for key, group in bench.groupby(KEYS, sort=True):
-        base_tg = group[(group["model"] == baseline) & (group["phase"] == "tg") & (group["status"] == "ok")]
+        at = dict(zip(KEYS, key))
         for model in _ordered_models(group, model_order):
             g = group[group["model"] == model]
-            ok = g[g["status"] == "ok"]
             failed = g[g["status"] != "ok"]
             first = g.iloc[0]
-            rounds = in_rounds(group)
-            pp, tg = _phase_medians(ok, rounds)
-            ratio = NAN if model == baseline else _ratio_to_baseline(group, ok, base_tg["tokens_per_s"], model,
-                                                                     baseline, rounds)
-            energy = ok.loc[ok["phase"] == "tg", "energy_j_per_token_net"].dropna()
+            pp = E.pick(est, "tokens_per_s", **at, model=model, phase="pp")
+            tg = E.pick(est, "tokens_per_s", **at, model=model, phase="tg")
+            ratio = NAN if model == baseline else E.pick(est, "ratio", **at, model=model, reference=baseline,
+                                                          phase="tg")
+            energy = E.pick(est, "energy_j_per_token", **at, model=model, phase="tg")
+            methods = est[(est["model"] == model) & (est[KEYS] == pd.Series(at)).all(axis=1)]["method"]
             rows.append({
-                **dict(zip(KEYS, key)),
-                "model": model, "family": first["model_family"],
+                **at, "model": model, "family": first["model_family"],
                 "status": "ok" if failed.empty else failed.iloc[0]["status"],
                 "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
                 "params_total_B": first["params_total"] / 1e9, "params_active_B": first["params_active"] / 1e9,
@@ -71,13 +48,24 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
                 "gen_tok_s": tg.value, "gen_lo": tg.lo, "gen_hi": tg.hi,
                 "gen_ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
                 "peak_rss_GB": g["peak_rss_bytes"].max() / 1e9,
-                "j_per_token": float(energy.median()) if len(energy) else np.nan,
+                "j_per_token": energy.value,
                 "temp_peak_c": g["temp_peak_c"].max(),
-                "repetitions": int(max(pp.n, tg.n)),  # rounds design: the number of rounds
-                "design": "rounds" if rounds else "block",
+                "repetitions": int(max(pp.n, tg.n)),  # rounds design: the number of counted rounds
+                "design": "rounds" if E.in_rounds(g) else "block",
+                "methods": ";".join(sorted(set(methods))),
+                "warmup_rows": E.warmup_rows(g),
                 "baseline": baseline,
             })
     return pd.DataFrame(rows)
+
+
+def table_note(t: pd.DataFrame) -> str:
+    """The table's caption, from the methods of its estimates (it cannot go stale)."""
+    methods = sorted({m for ms in t.get("methods", []) for m in str(ms).split(";") if m})
+    return ("Per model, prefill and generation tok/s and 'gen vs baseline' (generation tok/s relative to the "
+            "same-active dense baseline on the same device, engine, quant and test). "
+            + E.describe(methods, int(t["warmup_rows"].sum()) if "warmup_rows" in t else 0)
+            + " Weights 'twin' are shape twins (random weights).")
 
 
 def _interval(v: float, lo: float, hi: float, digits: int = 1) -> str:
@@ -108,17 +96,7 @@ def display_table(t: pd.DataFrame) -> pd.DataFrame:
 def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_path: str | Path) -> None:
     atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.6g"))
     shown = display_table(t)
-    if (t.get("design") == "rounds").any():
-        note = ("Rounds design: per model, the median over rounds of each round's median; 'gen vs baseline' "
-                "is the median of the generation ratios to the same-active dense baseline paired inside "
-                "each round. Intervals: distribution-free 95% order-statistic intervals over rounds "
-                "(at least 6 rounds; fewer give [-inf, inf]). Weights 'twin' are shape twins (random "
-                "weights).\n\n")
-    else:
-        note = ("Medians over repetitions with 95% bootstrap intervals. 'gen vs baseline' is the generation "
-                "throughput ratio to the same-active dense baseline on the same device (interval: bootstrap "
-                "over both models' repetitions). Weights 'twin' are shape twins (random weights).\n\n")
-    atomic_write_text(md_path, note + shown.to_markdown(index=False) + "\n")
+    atomic_write_text(md_path, table_note(t) + "\n\n" + shown.to_markdown(index=False) + "\n")
     latex = shown.to_latex(index=False, escape=True, column_format="l" * len(shown.columns))
     atomic_write_text(tex_path, "% needs \\usepackage{booktabs}\n" + latex)
 
@@ -195,18 +173,21 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     parsed = pd.DataFrame([parse_test_name(t) for t in d["test"]], index=d.index,
                           columns=["depth", "kv_cache", "method"])
     d = d.assign(**parsed)
+    est = E.estimates(d, baseline, "depth")
     rows = []
-    keys = ["device", "engine", "quant", "kv_cache", "method", "depth"]
-    for (device, engine, quant, kv_cache, method, depth), g in d.groupby(keys, sort=True):
-        base = g[(g["model"] == baseline) & (g["phase"] == "tg") & (g["status"] == "ok")]["tokens_per_s"]
-        rounds = in_rounds(g)
+    for (_, _, _, kv_cache, method, depth), g in d.groupby(["device", "engine", "quant", "kv_cache", "method",
+                                                               "depth"], sort=True):
         for model, m in g.groupby("model", sort=False):
+            at = {k: m[k].iloc[0] if k in m else None for k in KEYS}  # one test (depth, cache, method) and weights source
             ok = m[m["status"] == "ok"]
-            pp, tg = _phase_medians(ok, rounds)
-            ratio = NAN if model == baseline else _ratio_to_baseline(g, ok, base, model, baseline, rounds)
+            pp = E.pick(est, "tokens_per_s", **at, model=model, phase="pp")
+            tg = E.pick(est, "tokens_per_s", **at, model=model, phase="tg")
+            ratio = NAN if model == baseline else E.pick(est, "ratio", **at, model=model, reference=baseline,
+                                                          phase="tg")
             n_ctx = ok["n_ctx"].max() if len(ok) else np.nan
             rows.append({
-                "device": device, "engine": engine, "model": model, "quant": quant, "kv_cache": kv_cache,
+                "device": at["device"], "engine": at["engine"], "model": model, "quant": at["quant"],
+                "kv_cache": kv_cache,
                 "method": method if method != "auto" or "depth_method" not in m else
                 ",".join(sorted(m["depth_method"].dropna().unique())) or "auto",
                 "depth": int(depth),
@@ -220,5 +201,6 @@ def depth_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "kv_cache_MiB_reported": ok["kv_cache_bytes"].max() / 2**20 if len(ok) else np.nan,
                 "kv_cache_MiB_computed": (m["kv_bytes_per_token"].max() * n_ctx * CACHE_SIZE_VS_F16[kv_cache] / 2**20)
                 if len(ok) else np.nan,
+                "methods": ";".join(sorted(set(est.loc[est["model"] == model, "method"]))),
             })
     return pd.DataFrame(rows)

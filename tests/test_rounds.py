@@ -1,5 +1,6 @@
-"""Rounds: order and chain, paired ratios over rounds, adaptive stopping, and a simulated drifting
-machine on which the block design is biased and the rounds' paired ratio is not."""
+"""Rounds: order and chain (edgemoe.rounds), paired ratios over rounds (edgemoe.estimates),
+adaptive stopping (edgemoe.stopping), and a simulated drifting machine (edgemoe.simulation) on
+which the block design is biased and the rounds' paired ratio is not."""
 import itertools
 import math
 
@@ -7,22 +8,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgemoe.rounds import (
-    After,
-    chain,
-    decide,
-    halfwidth,
-    headline_pairs,
-    paired_ratios,
-    paired_values,
-    per_model,
-    predecessor,
-    round_order,
-    simulate,
-)
+from edgemoe.config import ConfigError
+from edgemoe.estimates import halfwidth, medians, paired_values, pick, ratios
+from edgemoe.rounds import After, Cell, RoundsDesign, headline_pairs, round_order
+from edgemoe.simulation import simulate
 from edgemoe.stats import ratio_ci
+from edgemoe.stopping import decide
 
-CELLS = ["olmoe/Q4_K_M/t", "llama/Q4_K_M/t", "qwen/Q4_K_M/t", "gemma/Q4_K_M/t"]
+CELLS = [Cell("olmoe", "Q4_K_M", "t"), Cell("llama", "Q4_K_M", "t"), Cell("qwen", "Q4_K_M", "t"),
+         Cell("gemma", "Q4_K_M", "t")]
+SETTINGS = {"enabled": True, "repetitions": 1, "order": "balanced", "seed": 5, "min_rounds": 3, "max_rounds": 20,
+            "target_halfwidth": 0.02, "target_phase": "tg", "target_pairs": "all", "budget_s": None,
+            "warmup_rounds": 0, "interval": "order-statistic"}
+
+
+def design(cells=CELLS, every=None, **settings):
+    return RoundsDesign({**SETTINGS, **settings}, cells, every or {})
+
+
+def paired_ratios(df, num, den, phase="tg"):
+    """The rounds ratio of num to den as the table gives it (one quant and test)."""
+    return pick(ratios(df, [(num, den)], kind=None, phase=phase), "ratio", model=num, reference=den)
+
+
+def per_model(df, phase=None):
+    m = medians(df, kind=None)
+    return m if phase is None else m[m["phase"] == phase]
 
 
 # ---- order and chain -------------------------------------------------------------------------
@@ -48,19 +59,38 @@ def test_bad_order_arguments():
     with pytest.raises(ValueError):
         round_order(CELLS + CELLS[:1], 1, 0)
     with pytest.raises(ValueError):
-        predecessor(CELLS, 1, 0, "nope/Q/t")
+        design().predecessor(0, Cell("nope", "Q", "t"))
+    with pytest.raises(ConfigError, match="min_rounds"):
+        design(min_rounds=5, max_rounds=4)
+    with pytest.raises(ConfigError, match="every: 1"):
+        design(every={"t": 2})
 
 
 def test_chain_runs_every_cell_once_after_the_previous_round():
     seen = []
+    d = design()
     for k in range(4):
-        c = chain(CELLS, 5, k)
+        c = d.chain(k)
         assert [cell for cell, _ in c] == round_order(CELLS, 5, k)
         assert c[0][1] == (After(k - 1, None) if k else None)  # first cell waits for the last decision
         for (prev, _), (_, after) in itertools.pairwise(c):
             assert after == After(k, prev)
         seen += [(k, cell) for cell, _ in c]
     assert len(seen) == len(set(seen)) == 4 * len(CELLS)
+
+
+def test_warmup_rounds_and_sparse_tests():
+    cells = CELLS + [Cell(c.model, c.quant, "pp") for c in CELLS]
+    d = design(cells, every={"t": 1, "pp": 3}, warmup_rounds=1)
+    assert d.is_warmup(0) and not d.is_warmup(1)
+    assert {c.test for c in d.cells_of(0)} == {"t"}  # warm-up: the every-round cells only
+    assert [len(d.cells_of(k)) for k in range(1, 8)] == [8, 4, 4, 8, 4, 4, 8]  # pp in counted rounds 0, 3, 6
+    for k in (1, 3):  # balanced: counted rounds 2j and 2j+1 run the common cells in reverse
+        assert [c for c in d.order(k + 1) if c.test == "t"] == [c for c in d.order(k) if c.test == "t"][::-1]
+    assert sorted(d.order(1)) == sorted(d.cells_of(1))
+    assert d.id != design(cells, every={"t": 1, "pp": 2}, warmup_rounds=1).id  # membership is the design
+    assert d.id == design(cells, every={"t": 1, "pp": 3}, warmup_rounds=1, budget_s=99).id  # stopping is not
+    assert d.stopping != design(cells, every={"t": 1, "pp": 3}, warmup_rounds=1, budget_s=99).stopping
 
 
 def test_headline_pairs_put_the_same_active_baseline_first():
@@ -95,16 +125,25 @@ def test_failed_cells_and_other_phases_are_not_paired():
     assert math.isnan(paired_ratios(df, "a", "missing").value)
 
 
-def test_paired_ratios_refuse_mixed_tests():
-    df = pd.concat([_rows({(0, "a"): [1], (0, "b"): [2]}), _rows({(0, "a"): [1], (0, "b"): [2]}).assign(test="u")])
-    with pytest.raises(ValueError, match="test"):
-        paired_ratios(df, "a", "b")
+def test_ratios_are_per_test_never_pooled():
+    df = pd.concat([_rows({(0, "a"): [1], (0, "b"): [2]}), _rows({(0, "a"): [3], (0, "b"): [2]}).assign(test="u")])
+    r = ratios(df, [("a", "b")], kind=None)
+    assert sorted(zip(r["test"], r["value"])) == [("t", 0.5), ("u", 1.5)]
+
+
+def test_warmup_rows_never_enter_an_estimate():
+    df = _rows({(k, m): [v] for k in range(7) for m, v in (("a", 10 + k), ("b", 20))})
+    df["warmup"] = df["round"] == 0
+    df.loc[df["warmup"], "tokens_per_s"] = 1.0  # a cold first round
+    assert list(paired_values(df, "a", "b")) == [(10 + k) / 20 for k in range(1, 7)]
+    assert paired_ratios(df, "a", "b").n == 6
+    assert per_model(df, "tg").set_index("model").loc["b", "n"] == 6
 
 
 def test_per_model_is_the_median_over_round_medians():
     df = _rows({(0, "a"): [1, 2, 100], (1, "a"): [3, 4, 5], (2, "a"): [7, 8, 9]})
     p = per_model(df, "tg")
-    assert len(p) == 1 and p.iloc[0]["value"] == 4 and p.iloc[0]["n_rounds"] == 3
+    assert len(p) == 1 and p.iloc[0]["value"] == 4 and p.iloc[0]["n"] == 3
     df = _rows({(k, "a"): [v] for k, v in enumerate([5, 1, 4, 2, 6, 3])})
     p = per_model(df, "tg")
     assert p.iloc[0]["value"] == 3.5 and p.iloc[0]["lo"] == 1 and p.iloc[0]["hi"] == 6  # 6 rounds: [min, max]
@@ -211,11 +250,12 @@ def test_decision_is_json_serialisable():
 def test_drift_figure_writes_png_and_pdf(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("seaborn")
-    from edgemoe.rounds import drift_figure
+    from edgemoe.figures import drift_figure
 
-    d = _sim(4, drift=0.01)
+    d = _sim(4, drift=0.01).assign(kind="bench")
     d = pd.concat([d, d.assign(phase="pp", tokens_per_s=d["tokens_per_s"] * 10)])
     out = [str(tmp_path / "drift.png"), str(tmp_path / "drift.pdf")]
-    drift_figure(d, ["moe", "dense"], None, out)
+    drawn = drift_figure(d, ["moe", "dense"], None, out)
+    assert len(drawn) == 2 * 2 * 4  # models x phases x rounds
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("drift.png", "drift.pdf"))
     assert np.isfinite(per_model(d)["value"]).all()

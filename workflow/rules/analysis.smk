@@ -1,27 +1,46 @@
 # Run table -> tables and figures. With runs=released nothing upstream is in the DAG.
+# Every figure writes the numbers it draws beside it (figures/<name>.csv) and a caption made from
+# the methods of those numbers (figures/captions/<name>.rst); a figure whose data the run table
+# cannot hold (depth cells when depth is off, ...) is not built.
+from edgemoe.release import data_kinds
 
 
 def run_record_files(wildcards):
     """fresh: this device's cells (+ other devices' records on disk); released: the release only."""
     released = [EXP.release_file] if EXP.runs in ("released", "both") else []
-    if EXP.runs == "released":
+    if not MEASURING:
         fresh = []
     elif ROUNDS["enabled"]:
         fresh = []  # listed by the rounds' closing files (input rounds of collect_runs)
     else:
         fresh = EXP.cells(EXP.device_id) + EXP.other_device_records()
-    if EXP.runs != "released":
+    if MEASURING:
         fresh += EXP.profile_cells(EXP.device_id) + ([] if DEPTH_IN_ROUNDS else EXP.depth_cells(EXP.device_id))
     return released + fresh
+
+
+def run_table_kinds():
+    """What the run table will hold: from the config for fresh runs, from the release for released."""
+    kinds = set()
+    if MEASURING:
+        kinds.add("bench")
+        kinds |= {"profile"} if config.get("profiling", {}).get("enabled") else set()
+        kinds |= {"depth"} if config.get("depth", {}).get("enabled") else set()
+        kinds |= {"rounds"} if ROUNDS["enabled"] else set()
+    if EXP.release_file:
+        kinds |= data_kinds(EXP.release_file)
+    return kinds
+
+
+KINDS = run_table_kinds()
 
 
 rule collect_runs:
     input:
         records=run_record_files,
-        rounds=lambda w: [rounds_done_file()] + other_device_rounds_done()
-        if ROUNDS["enabled"] and EXP.runs != "released" else [],
+        rounds=lambda w: [rounds_done_file()] + other_device_rounds_done() if ROUNDS["enabled"] and MEASURING else [],
     output:
-        "results/runs.parquet",
+        paths.RUN_TABLE,
     log:
         "results/logs/collect_runs.log",
     script:
@@ -33,11 +52,13 @@ rule tables:
         baseline=EXP.baseline,
         models=list(EXP.models),
     input:
-        "results/runs.parquet",
+        paths.RUN_TABLE,
     output:
-        csv=report("figures/tables/throughput.csv", caption="../report/throughput_table.rst", category="Tables"),
+        csv=report("figures/tables/throughput.csv", caption="../../figures/captions/throughput_table.rst",
+                   category="Tables"),
         md="figures/tables/throughput.md",
         tex="figures/tables/throughput.tex",
+        caption="figures/captions/throughput_table.rst",
         provenance=report("figures/tables/provenance.csv", caption="../report/provenance.rst", category="Provenance"),
     log:
         "results/logs/tables.log",
@@ -47,7 +68,7 @@ rule tables:
 
 rule breakdown_table:
     input:
-        "results/runs.parquet",
+        paths.RUN_TABLE,
     output:
         csv=report("figures/tables/breakdown.csv", caption="../report/breakdown_table.rst", category="Tables"),
         md="figures/tables/breakdown.md",
@@ -61,28 +82,32 @@ rule depth_table:
     params:
         baseline=EXP.baseline,
     input:
-        "results/runs.parquet",
+        paths.RUN_TABLE,
     output:
-        csv=report("figures/tables/depth.csv", caption="../report/depth.rst", category="Tables"),
+        csv=report("figures/tables/depth.csv", caption="../../figures/captions/depth_table.rst", category="Tables"),
         md="figures/tables/depth.md",
+        caption="figures/captions/depth_table.rst",
     log:
         "results/logs/depth_table.log",
     script:
         "../scripts/depth_table.py"
 
 
-# One rule per figure (figure_<name>): PNG and PDF, the style file an input of each.
+# One rule per figure (figure_<name>): PNG, PDF, the numbers drawn (CSV) and the caption; the style
+# file an input of each. name: (function in edgemoe.figures, what the run table must hold).
 FIGURES = {
-    "throughput": "throughput_figure",
-    "gap": "gap_figure",
-    "memory": "memory_figure",
-    "energy": "energy_figure",
-    "roofline": "roofline_figure",
-    "breakdown": "breakdown_figure",
-    "depth": "depth_figure",
+    "throughput": ("throughput_figure", "bench"),
+    "gap": ("gap_figure", "bench"),
+    "memory": ("memory_figure", "bench"),
+    "energy": ("energy_figure", "bench"),
+    "roofline": ("roofline_figure", "bench"),
+    "breakdown": ("breakdown_figure", "profile"),
+    "depth": ("depth_figure", "depth"),
+    "drift": ("drift_figure", "rounds"),
 }
+FIGURES_BUILT = [name for name, (_, needs) in FIGURES.items() if needs in KINDS]
 
-for _name, _function in FIGURES.items():
+for _name, (_function, _needs) in FIGURES.items():
 
     rule:
         name:
@@ -91,12 +116,15 @@ for _name, _function in FIGURES.items():
             function=_function,
             models=list(EXP.models),
             baseline=EXP.baseline,
+            about=f"workflow/report/{_name}.rst",
         input:
-            runs="results/runs.parquet",
+            runs=paths.RUN_TABLE,
             style="workflow/figures.mplstyle",
         output:
-            png=report(f"figures/{_name}.png", caption=f"../report/{_name}.rst", category="Figures"),
-            pdf=f"figures/{_name}.pdf",
+            png=report(paths.figure(_name, "png"), caption=f"../../figures/captions/{_name}.rst", category="Figures"),
+            pdf=paths.figure(_name, "pdf"),
+            csv=paths.figure(_name, "csv"),
+            caption=f"figures/captions/{_name}.rst",
         log:
             f"results/logs/figure_{_name}.log",
         script:
@@ -106,12 +134,10 @@ for _name, _function in FIGURES.items():
 rule figures_all:
     input:
         rules.tables.output,
-        rules.breakdown_table.output,
-        rules.depth_table.output,
-        expand("figures/{name}.{ext}", name=FIGURES, ext=["png", "pdf"]),
+        rules.breakdown_table.output if "profile" in KINDS else [],
+        rules.depth_table.output if "depth" in KINDS else [],
+        expand("figures/{name}.{ext}", name=FIGURES_BUILT, ext=["png", "pdf", "csv"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
-        drift=lambda w: [f"figures/drift/{EXP.device_id}/{EXP.engine_id}.{e}" for e in ("png", "pdf")]
-        if ROUNDS["enabled"] and EXP.runs != "released" else [],
     output:
         "figures/all",
     log:

@@ -1,29 +1,51 @@
-# Benchmark cells: one job per (device, engine, model, weights, quant, test).
+# Benchmark cells, one shape in both designs: one job per (device, engine, model, weights, quant,
+# test), in a block (bench_cell, results/cells/) or in a round (round_cell in rounds.smk,
+# results/rounds/). Both take CELL_PARAMS and cell_inputs, so they cannot drift apart.
 # A cell takes every core Snakemake has (nothing else runs beside a measurement) and the `bench`
 # resource (limit 1 in profiles/default); a file lock backs both up.
+
+CELL_PARAMS = dict(
+    device=lambda w: EXP.devices[w.device],
+    test=lambda w: EXP.tests[w.test],
+    use_mmap=EXP.use_mmap,
+    timeout_s=EXP.timeout_s,
+    memory_limit_gb=config.get("cell_memory_limit_gb"),
+    lock=paths.BENCH_LOCK,
+)
+
+
+def cell_inputs(w):
+    """What every bench cell reads: the device build, the model file and its sidecar, and the
+    device's measured read bandwidth (the roofline of every record)."""
+    return {
+        "build": paths.build_info(w.engine, w.device),
+        "gguf": paths.model_file(w.model, w.tag, w.quant),
+        "model_info": paths.model_file(w.model, w.tag, w.quant, "json"),
+        "bandwidth": paths.bandwidth(w.device),
+    }
+
+
+def cell_id(w, suffix=""):
+    return f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.test}{suffix}"
+
+
+CELL = paths.cell_stem("{device}", "{engine}", "{model}", "{tag}", "{quant}", "{test}")
 
 
 rule bench_cell:
     params:
-        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.test}",
-        device=lambda w: EXP.devices[w.device],
-        test=lambda w: EXP.tests[w.test],
+        **CELL_PARAMS,
+        cell_id=cell_id,
         repetitions=EXP.repetitions,
-        use_mmap=EXP.use_mmap,
-        timeout_s=EXP.timeout_s,
-        memory_limit_gb=config.get("cell_memory_limit_gb"),
-        lock=BENCH_LOCK,
+        rounds=None,
     input:
-        build=lambda w: f"{build_dir(w.device)}/build-info.json",
-        gguf="results/models/{model}/{tag}/{quant}.gguf",
-        model_info="results/models/{model}/{tag}/{quant}.json",
-        bandwidth="results/bandwidth/{device}.json",
+        unpack(cell_inputs),
     output:
-        records="results/cells/{device}/{engine}/{model}/{tag}/{quant}/{test}.jsonl",
-        raw="results/cells/{device}/{engine}/{model}/{tag}/{quant}/{test}.llama-bench.jsonl",
+        records=CELL + ".jsonl",
+        raw=CELL + ".llama-bench.jsonl",
     log:
-        "results/cells/{device}/{engine}/{model}/{tag}/{quant}/{test}.stderr.log",
-    threads: workflow.cores
+        CELL + ".stderr.log",
+    threads: all_cores
     resources:
         bench=1,
     script:
@@ -33,14 +55,14 @@ rule bench_cell:
 rule bandwidth:
     params:
         threads=lambda w: EXP.devices[w.device].threads,
-        lock=BENCH_LOCK,
+        lock=paths.BENCH_LOCK,
     input:
         source="workflow/bench/stream.c",
     output:
-        "results/bandwidth/{device}.json",
+        paths.bandwidth("{device}"),
     log:
         "results/logs/bandwidth/{device}.log",
-    threads: workflow.cores
+    threads: all_cores
     resources:
         bench=1,
     script:

@@ -1,4 +1,4 @@
-# Config validation, the resolved experiment, and the paths every rule shares.
+# Config validation, the resolved experiment, and the paths every rule shares (edgemoe.paths).
 import os
 import re
 import sys
@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the edgemoe package, also without `pip install -e .`
 
+from edgemoe import paths  # noqa: E402
 from edgemoe.config import ConfigError, Experiment, check_device_is_here  # noqa: E402
 from edgemoe.files import sha256_file  # noqa: E402
 
@@ -19,18 +20,20 @@ try:
 except ConfigError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
 
-BENCH_LOCK = "results/.bench.lock"
+MEASURING = EXP.runs != "released"  # released data: no build, model or cell rule can match
+BENCH_LOCK = paths.BENCH_LOCK
+NOTHING = "(?!)"  # a wildcard constraint no value matches
 
 
 wildcard_constraints:
     engine="|".join(map(re.escape, config["engines"])),
     # Cells and device builds only for the device selected here: other devices' records on disk
     # have no producer, so they are merged as they are and never rerun.
-    device=re.escape(EXP.device_id),
-    variant="tools|" + re.escape(EXP.device_id),
+    device=re.escape(EXP.device_id) if MEASURING else NOTHING,
+    variant="tools|" + re.escape(EXP.device_id) if MEASURING else NOTHING,
     model="|".join(map(re.escape, EXP.models)),
     quant="|".join(map(re.escape, EXP.quants)),
-    test="|".join(map(re.escape, EXP.tests)),
+    test="|".join(map(re.escape, [*EXP.tests, *EXP.depth_tests()])),
 
 
 def build_dir(variant):
@@ -40,3 +43,9 @@ def build_dir(variant):
 def patch_hashes(engine_id):
     """Patches by content, so that editing one rebuilds the engine."""
     return {p: sha256_file(os.path.join("patches", p)) for p in config["engines"][engine_id].get("patches", [])}
+
+
+def all_cores(wildcards):
+    """Every core Snakemake has, asked for when a job is made (not at parse time, so that
+    `snakemake --unlock` works without --cores)."""
+    return workflow.cores

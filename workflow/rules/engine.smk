@@ -26,6 +26,6 @@ rule engine_build:
         info="results/engine/{engine}/build/{variant}/build-info.json",
     log:
         "results/logs/engine_build/{engine}-{variant}.log",
-    threads: min(max(workflow.cores, 1), 8)  # make -j
+    threads: lambda w: min(max(workflow.cores, 1), 8)  # make -j
     script:
         "../scripts/engine_build.py"

@@ -24,7 +24,7 @@ rule twin_model:
         "results/logs/twin_model/{model}-{tag}.log",
     wildcard_constraints:
         tag=r"twin-s\d+-[0-9a-f]{8}",
-    threads: min(max(workflow.cores, 1), 4)  # llama-quantize threads
+    threads: lambda w: min(max(workflow.cores, 1), 4)  # llama-quantize threads
     script:
         "../scripts/twin_model.py"
 
@@ -60,6 +60,6 @@ rule converted_model:
         "results/logs/converted_model/{model}-{tag}.log",
     wildcard_constraints:
         tag=r"(hf|local)-[A-Za-z0-9._-]+",
-    threads: min(max(workflow.cores, 1), 4)
+    threads: lambda w: min(max(workflow.cores, 1), 4)
     script:
         "../scripts/converted_model.py"

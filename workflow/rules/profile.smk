@@ -6,7 +6,7 @@ def profiler_build(w):
     if "edgemoe-profile" not in EXP.engine["targets"]:
         raise WorkflowError(f"profiling needs engines.{EXP.engine_id}.targets to include edgemoe-profile "
                             "(and the node-timing patch in engines.<id>.patches)")
-    return f"{build_dir(w.device)}/build-info.json"
+    return paths.build_info(w.engine, w.device)
 
 
 rule profile_cell:
@@ -16,7 +16,7 @@ rule profile_cell:
         settings=config["profiling"],
         use_mmap=EXP.use_mmap,
         timeout_s=EXP.timeout_s,
-        lock=BENCH_LOCK,
+        lock=paths.BENCH_LOCK,
     input:
         build=profiler_build,
         gguf="results/models/{model}/{tag}/{quant}.gguf",
@@ -28,7 +28,7 @@ rule profile_cell:
         layers="results/profile/{device}/{engine}/{model}/{tag}/{quant}/layers.csv",
     log:
         "results/profile/{device}/{engine}/{model}/{tag}/{quant}/stderr.log",
-    threads: workflow.cores
+    threads: all_cores
     resources:
         bench=1,
     script:
@@ -38,32 +38,32 @@ rule profile_cell:
 def depth_build(w):
     from edgemoe.depth import parse_test_name
 
-    if parse_test_name(w.dtest)[2] == "edgemoe-profile":
+    if parse_test_name(w.test)[2] == "edgemoe-profile":
         return profiler_build(w)
-    return f"{build_dir(w.device)}/build-info.json"
+    return paths.build_info(w.engine, w.device)
 
 
 rule depth_cell:
     params:
-        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.dtest}",
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.test}",
         device=lambda w: EXP.devices[w.device],
         settings=config["depth"],
         use_mmap=EXP.use_mmap,
         timeout_s=EXP.timeout_s,
-        lock=BENCH_LOCK,
+        lock=paths.BENCH_LOCK,
     input:
         build=depth_build,
         gguf="results/models/{model}/{tag}/{quant}.gguf",
         model_info="results/models/{model}/{tag}/{quant}.json",
     output:
-        records="results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.jsonl",
-        summary="results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.summary.json",
-        raw=directory("results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.raw"),
+        records="results/depth/{device}/{engine}/{model}/{tag}/{quant}/{test}.jsonl",
+        summary="results/depth/{device}/{engine}/{model}/{tag}/{quant}/{test}.summary.json",
+        raw=directory("results/depth/{device}/{engine}/{model}/{tag}/{quant}/{test}.raw"),
     log:
-        "results/depth/{device}/{engine}/{model}/{tag}/{quant}/{dtest}.stderr.log",
+        "results/depth/{device}/{engine}/{model}/{tag}/{quant}/{test}.stderr.log",
     wildcard_constraints:
-        dtest=r"depth\d+[-a-z0-9_]*",
-    threads: workflow.cores
+        test=r"depth\d+[-a-z0-9_]*",
+    threads: all_cores
     resources:
         bench=1,
     script:

@@ -1,4 +1,5 @@
-"""Run one benchmark cell and write its records (edgemoe.cells.run_bench_cell)."""
+"""Run one benchmark cell, in a block or in a round (edgemoe.cells.run_bench_cell), and write its
+records; a round cell's records carry its round, position, seed, design and warm-up flag."""
 from pathlib import Path
 
 from edgemoe.cells import cell_spec, run_bench_cell
@@ -12,4 +13,6 @@ spec = cell_spec(
     n_gen=p.test.n_gen, repetitions=p.repetitions, use_mmap=p.use_mmap, timeout_s=p.timeout_s,
     memory_limit_gb=p.memory_limit_gb, bandwidth_path=i.bandwidth)
 records = run_bench_cell(spec, Path(snakemake.output.raw), Path(snakemake.log[0]), Path(p.lock))
+for r in records:
+    r.update(p.rounds or {})
 write_jsonl(snakemake.output.records, records)

@@ -1,13 +1,21 @@
-"""One figure from the run table (edgemoe.figures.<params.function>), as PNG and PDF."""
+"""One figure from the run table (edgemoe.figures.<params.function>): PNG and PDF, the numbers it
+draws as CSV beside it, and its caption (what it shows, then the methods of those numbers)."""
 import inspect
 import sys
+from pathlib import Path
 
 from edgemoe import figures
+from edgemoe.estimates import describe, warmup_rows
+from edgemoe.files import atomic_write_text
 from edgemoe.records import read_parquet
 
 sys.stderr = open(snakemake.log[0], "w")
+p, out = snakemake.params, snakemake.output
 runs = read_parquet(snakemake.input.runs).to_pandas()
-draw = getattr(figures, snakemake.params.function)
-extra = {"baseline": snakemake.params.baseline} if "baseline" in inspect.signature(draw).parameters else {}
-draw(runs, snakemake.params.models, style=snakemake.input.style, out_paths=[snakemake.output.png, snakemake.output.pdf],
-     **extra)
+draw = getattr(figures, p.function)
+extra = {"baseline": p.baseline} if "baseline" in inspect.signature(draw).parameters else {}
+drawn = draw(runs, p.models, style=snakemake.input.style, out_paths=[out.png, out.pdf], **extra)
+atomic_write_text(out.csv, drawn.to_csv(index=False, float_format="%.6g"))
+methods = sorted(set(drawn["method"])) if "method" in drawn.columns else []
+atomic_write_text(out.caption, Path(p.about).read_text().strip() + "\n\n"
+                  + (describe(methods, warmup_rows(runs)) + "\n" if methods else ""))

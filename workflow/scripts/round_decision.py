@@ -1,20 +1,19 @@
 """After round k: another round, or stop ('target met', 'budget spent', 'max rounds')
-(edgemoe.rounds.decide). The decision records the round's seed and order."""
+(edgemoe.stopping.decide). The decision records the round's seed and order."""
 
 import pandas as pd
 
 from edgemoe.files import atomic_write_json
 from edgemoe.records import read_jsonl
-from edgemoe.rounds import decide
+from edgemoe.stopping import decide
 
-p, w = snakemake.params, snakemake.wildcards
+p, w, s = snakemake.params, snakemake.wildcards, snakemake.params.settings
 with open(snakemake.log[0], "w") as log:
-    rows = []
-    for path, k in zip(snakemake.input.records, p.record_rounds):
-        rows += [{**r, "round": k} for r in read_jsonl(path)]  # the round is the file's, whatever the fields
-    d = decide(pd.DataFrame(rows), p.target_halfwidth, p.budget_s, None, [tuple(x) for x in p.pairs],
-               min_rounds=p.min_rounds, max_rounds=p.max_rounds, phase=p.phase)
-    d.update(device=w.device, engine=w.engine, round=p.round, seed=p.seed, order_mode=p.order_mode,
+    rows = [r for path in snakemake.input.records for r in read_jsonl(path)]
+    d = decide(pd.DataFrame(rows), s["target_halfwidth"], s["budget_s"], None, [tuple(x) for x in p.pairs],
+               min_rounds=s["min_rounds"], max_rounds=s["max_rounds"], phase=s["target_phase"],
+               interval=s["interval"])
+    d.update(device=w.device, engine=w.engine, round=p.round, seed=s["seed"], order_mode=s["order"],
              order=list(p.order), records=list(snakemake.input.records))
     atomic_write_json(snakemake.output.decision, d)
     print(f"round {p.round}: {'continue' if d['continue'] else 'stop'} ({d['reason']}); "

@@ -1,0 +1,266 @@
+"""The one place where medians, ratios and their intervals are computed from the run table.
+
+Run table in, tidy estimates out: one row per (quantity, device, engine, quant, test,
+weights_source, model, reference, phase) with value, lo, hi, n, method and design. Tables format
+these rows, figures plot them (and write the rows they draw beside the figure), report captions are
+written from the `method` of the rows they show (`describe`), so no two outputs can disagree.
+
+Designs, read off the rows themselves:
+- rounds (rows carry a round number): a model's throughput is the median over rounds of each
+  round's median over its repetitions; a ratio is the median over rounds of the two models'
+  round medians divided inside the round (both measured minutes apart on the same machine state).
+- block (no round): medians over repetitions; a ratio of medians.
+
+Rows marked `warmup` (the rounds' warm-up pass) and failed rows never enter an estimate.
+Interval methods (`INTERVALS`): distribution-free order statistics over rounds (exact coverage
+whatever the distribution, wide with few rounds), or a two-level bootstrap that resamples rounds
+and then repetitions inside each resampled round (uses every repetition; its coverage on this
+VM's noise is checked by `tools/coverage_simulation.py`). Block designs use the percentile
+bootstrap over repetitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from edgemoe.stats import NAN, N_BOOT, SEED, Estimate, median_ci, median_ci_exact, ratio_ci
+
+GROUP = ["device", "engine", "quant", "test", "weights_source"]
+COLUMNS = ["quantity", *GROUP, "model", "reference", "phase", "value", "lo", "hi", "n", "method", "design"]
+INTERVALS = ("order-statistic", "two-level-bootstrap")
+
+METHODS = {
+    "block-median": "median over repetitions with a 95% percentile-bootstrap interval",
+    "block-ratio": "ratio of the two models' medians over repetitions, 95% percentile-bootstrap interval "
+                   "resampling both models' repetitions independently",
+    "rounds-median/order-statistic": "median over rounds of each round's median, 95% distribution-free "
+                                     "order-statistic interval over rounds (at least 6 rounds for a finite one)",
+    "rounds-ratio/order-statistic": "median over rounds of the ratio paired inside each round (round medians), "
+                                    "95% distribution-free order-statistic interval over rounds",
+    "rounds-median/two-level-bootstrap": "median over rounds of each round's median, 95% two-level bootstrap "
+                                         "interval (rounds, then repetitions inside each round)",
+    "rounds-ratio/two-level-bootstrap": "median over rounds of the ratio paired inside each round, 95% two-level "
+                                        "bootstrap interval (rounds, then repetitions inside each round)",
+}
+
+
+# ---- rows ------------------------------------------------------------------------------------
+def usable(runs: pd.DataFrame, kind: str | None = "bench", phase: str | None = None) -> pd.DataFrame:
+    """The rows an estimate may use: status ok, not warm-up, of one record kind and phase."""
+    d = runs[runs["status"] == "ok"]
+    if kind is not None and "kind" in d.columns:
+        d = d[d["kind"] == kind]
+    if "warmup" in d.columns:
+        d = d[d["warmup"].fillna(False).astype(bool) == False]  # noqa: E712 (nullable column)
+    if phase is not None:
+        d = d[d["phase"] == phase]
+    return d
+
+
+def warmup_rows(runs: pd.DataFrame) -> int:
+    """How many rows are warm-up (recorded, never estimated): the table caption says so."""
+    return int(runs["warmup"].fillna(False).astype(bool).sum()) if "warmup" in runs.columns else 0
+
+
+def in_rounds(runs: pd.DataFrame) -> bool:
+    """Do these rows come from the rounds design (a round number on some row)?"""
+    return "round" in runs.columns and runs["round"].notna().any()
+
+
+def _keys(d: pd.DataFrame) -> list[str]:
+    return [k for k in GROUP if k in d.columns]
+
+
+def per_round(df: pd.DataFrame, phase: str | None = None, value: str = "tokens_per_s") -> pd.DataFrame:
+    """One row per (group, model, phase, round): the median of `value` over the round cell's
+    repetitions (ok, non-warm-up rows with a round number)."""
+    d = usable(df, kind=None, phase=phase)
+    d = d[d["round"].notna()] if "round" in d.columns else d.iloc[0:0]
+    keys = _keys(d) + ["model", "phase", "round"]
+    out = d.groupby(keys, sort=True)[value].median().reset_index()
+    out["round"] = out["round"].astype(int)
+    return out
+
+
+def _by_round(values: pd.DataFrame, value: str = "tokens_per_s") -> dict[int, np.ndarray]:
+    return {int(k): g[value].to_numpy(dtype=float) for k, g in values.groupby("round", sort=True)}
+
+
+# ---- interval methods -------------------------------------------------------------------------
+def _resampled_round_medians(rounds: Sequence[np.ndarray], pick: np.ndarray, rng) -> np.ndarray:
+    """For each entry of `pick` (a round index), the median of a resample of that round's values."""
+    sizes = np.array([r.size for r in rounds])
+    pad = np.full((len(rounds), sizes.max()), np.nan)
+    for i, r in enumerate(rounds):
+        pad[i, : r.size] = r
+    width = sizes.max()
+    n_of = sizes[pick][..., None]
+    idx = np.floor(rng.random((*pick.shape, width)) * n_of).astype(int)
+    vals = pad[pick[..., None], idx]
+    if (sizes == width).all():
+        return np.median(vals, axis=-1)
+    vals[np.arange(width) >= n_of] = np.nan  # a round with fewer repetitions resamples only its own
+    return np.nanmedian(vals, axis=-1)
+
+
+def two_level_bootstrap(rounds_num: Sequence[np.ndarray], rounds_den: Sequence[np.ndarray] | None = None, *,
+                        conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED) -> tuple[float, float]:
+    """Percentile interval of the median over rounds of per-round medians (or of per-round median
+    ratios num/den, paired by round): resample rounds with replacement, then each chosen round's
+    repetitions with replacement (num and den independently), recompute the statistic."""
+    rng = np.random.default_rng(seed)
+    n = len(rounds_num)
+    pick = rng.integers(0, n, (n_boot, n))
+    per = _resampled_round_medians(rounds_num, pick, rng)
+    if rounds_den is not None:
+        per = per / _resampled_round_medians(rounds_den, pick, rng)
+    stats = np.median(per, axis=1)
+    q = (1 - conf) / 2
+    return float(np.quantile(stats, q)), float(np.quantile(stats, 1 - q))
+
+
+def round_median(rounds: dict[int, np.ndarray], interval: str = "order-statistic") -> Estimate:
+    """Median over rounds of each round's median, with the chosen interval over rounds."""
+    meds = [float(np.median(v)) for v in rounds.values() if v.size]
+    if interval == "two-level-bootstrap" and len(meds) >= 2:
+        lo, hi = two_level_bootstrap([v for v in rounds.values() if v.size])
+        return Estimate(float(np.median(meds)), lo, hi, len(meds))
+    return median_ci_exact(meds)
+
+
+def paired_ratio(num: dict[int, np.ndarray], den: dict[int, np.ndarray], interval: str = "order-statistic"
+                 ) -> Estimate:
+    """The paired comparison of A (num) against B (den) measured in the same rounds: the median over
+    rounds of median(A's repetitions) / median(B's repetitions) in that round, with the chosen
+    interval over rounds. Rounds where either side has no value are left out. Used by every A/B
+    comparison of the project (models, engines, twin fidelity, depth methods, harness overhead)."""
+    ks = [k for k in num if k in den and num[k].size and den[k].size]
+    if not ks:
+        return NAN
+    ratios = [float(np.median(num[k]) / np.median(den[k])) for k in ks]
+    if interval == "two-level-bootstrap" and len(ks) >= 2:
+        lo, hi = two_level_bootstrap([num[k] for k in ks], [den[k] for k in ks])
+        return Estimate(float(np.median(ratios)), lo, hi, len(ks))
+    if interval not in INTERVALS:
+        raise ValueError(f"interval {interval!r}; allowed: {', '.join(INTERVALS)}")
+    return median_ci_exact(ratios)
+
+
+def paired_values(df: pd.DataFrame, num_model: str, den_model: str, phase: str = "tg") -> np.ndarray:
+    """The per-round ratios of round medians behind a rounds ratio, in round order."""
+    r = per_round(df, phase)
+    w = r.pivot_table(index="round", columns="model", values="tokens_per_s", aggfunc="median")
+    if num_model not in w.columns or den_model not in w.columns:
+        return np.array([], dtype=float)
+    both = w[[num_model, den_model]].dropna()
+    return (both[num_model] / both[den_model]).to_numpy(dtype=float)
+
+
+def halfwidth(e: Estimate | pd.Series | dict) -> float:
+    """The interval's largest distance from the value, relative to it (0.02 = within +-2%)."""
+    value, lo, hi, n = (e.value, e.lo, e.hi, e.n) if isinstance(e, Estimate) else (e["value"], e["lo"], e["hi"], e["n"])
+    if not np.isfinite(value) or value == 0 or n < 2:
+        return float("inf")
+    return float(max(hi - value, value - lo) / abs(value))
+
+
+# ---- estimates -------------------------------------------------------------------------------
+def _row(quantity, key, keys, model, reference, phase, e: Estimate, method, design) -> dict:
+    return {"quantity": quantity, **{k: None for k in GROUP}, **dict(zip(keys, key)), "model": model,
+            "reference": reference, "phase": phase, "value": e.value, "lo": e.lo, "hi": e.hi, "n": e.n,
+            "method": method, "design": design}
+
+
+def medians(runs: pd.DataFrame, kind: str = "bench", value: str = "tokens_per_s", quantity: str = "tokens_per_s",
+            interval: str = "order-statistic") -> pd.DataFrame:
+    """Per (group, model, phase): the median of `value` with its interval (see the module doc)."""
+    d = usable(runs, kind).dropna(subset=[value])
+    keys = _keys(d)
+    rows = []
+    for key, g in d.groupby(keys + ["model", "phase"], sort=True):
+        *gkey, model, phase = key
+        if in_rounds(g):
+            e, method, design = round_median(_by_round(g, value), interval), f"rounds-median/{interval}", "rounds"
+        else:
+            e, method, design = median_ci(g[value]), "block-median", "block"
+        rows.append(_row(quantity, gkey, keys, model, None, phase, e, method, design))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def ratios(runs: pd.DataFrame, pairs: Iterable[tuple[str, str]], kind: str = "bench", phase: str = "tg",
+           interval: str = "order-statistic") -> pd.DataFrame:
+    """Per group holding the phase and per (num, den) pair: num's tok/s relative to den's, paired
+    inside rounds in the rounds design, a ratio of medians in the block design."""
+    d = usable(runs, kind, phase)
+    keys = _keys(d)
+    pairs = list(pairs)
+    rows = []
+    for key, g in (d.groupby(keys, sort=True) if keys else [((), d)]):
+        key = key if isinstance(key, tuple) else (key,)
+        rounds = in_rounds(g)
+        for num, den in pairs:
+            a, b = g[g["model"] == num], g[g["model"] == den]
+            if a.empty and b.empty:
+                continue
+            if rounds:
+                e = paired_ratio(_by_round(a[a["round"].notna()]), _by_round(b[b["round"].notna()]), interval)
+                method, design = f"rounds-ratio/{interval}", "rounds"
+            else:
+                e, method, design = ratio_ci(a["tokens_per_s"], b["tokens_per_s"]), "block-ratio", "block"
+            rows.append(_row("ratio", key, keys, num, den, phase, e, method, design))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def baseline_pairs(runs: pd.DataFrame, baseline: str, kind: str = "bench") -> list[tuple[str, str]]:
+    """Every other model of the rows against the baseline."""
+    present = list(dict.fromkeys(runs.loc[runs["kind"] == kind, "model"])) if "kind" in runs.columns else []
+    return [(m, baseline) for m in present if m != baseline]
+
+
+def estimates(runs: pd.DataFrame, baseline: str, kind: str = "bench", interval: str = "order-statistic"
+              ) -> pd.DataFrame:
+    """Every estimate the tables and figures of one record kind show: tok/s per model and phase,
+    the decode and prefill ratios to the baseline, and net joules per generated token."""
+    parts = [medians(runs, kind, interval=interval),
+             ratios(runs, baseline_pairs(runs, baseline, kind), kind, "tg", interval),
+             ratios(runs, baseline_pairs(runs, baseline, kind), kind, "pp", interval)]
+    if "energy_j_per_token_net" in runs.columns:
+        parts.append(medians(runs[runs["phase"] == "tg"], kind, "energy_j_per_token_net", "energy_j_per_token",
+                             interval))
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+
+
+def pick(est: pd.DataFrame, quantity: str, **keys) -> Estimate:
+    """The one estimate matching `quantity` and `keys` (NAN if none)."""
+    m = est["quantity"] == quantity
+    for k, v in keys.items():
+        m &= est[k].isna() if v is None else est[k] == v
+    hit = est[m]
+    if len(hit) > 1:
+        raise ValueError(f"pick: {len(hit)} estimates match {quantity} {keys}")
+    if hit.empty:
+        return NAN
+    r = hit.iloc[0]
+    return Estimate(float(r["value"]), float(r["lo"]), float(r["hi"]), int(r["n"]))
+
+
+def describe(methods: Iterable[str], warmup_excluded: int = 0) -> str:
+    """One sentence per interval method used, for captions and table notes."""
+    out = []
+    for m in dict.fromkeys(methods):
+        if m not in METHODS:
+            raise ValueError(f"no description for estimate method {m!r}")
+        out.append(f"{m}: {METHODS[m]}.")
+    if warmup_excluded:
+        out.append(f"{warmup_excluded} warm-up rows (the pass that loads every model before the first counted "
+                   "round) are recorded but excluded from every estimate.")
+    return " ".join(out)
+
+
+__all__ = ["COLUMNS", "GROUP", "INTERVALS", "METHODS", "baseline_pairs", "describe", "estimates", "halfwidth",
+           "in_rounds", "medians", "paired_ratio", "paired_values", "per_round", "pick", "ratios", "round_median",
+           "two_level_bootstrap", "usable", "warmup_rows"]
