@@ -1,184 +1,28 @@
-"""Run one benchmark cell: llama-bench as a child process, measured from outside.
+"""Run one benchmark cell: llama-bench as a child process measured from outside
+(edgemoe.process), its output parsed into one record per repetition with full provenance.
 
-- Serialised by a file lock as well as by Snakemake's `bench` resource, so that two cells never
-  overlap even under a profile that forgets the resource limit.
-- The child's exact peak RSS comes from os.wait4 (its own rusage, not RUSAGE_CHILDREN).
-- While it runs we sample only cheap counters (system memory in use, /proc/stat for steal and
-  other processes' CPU time) and power where the device has a counter; the 2 MiB-page mapping of
-  the model (FilePmdMapped) is read once after the timed part (see run_measured). llama-bench prints one JSON line per
-  test as soon as that test ends; stamping each line on arrival locates the generation window.
+- Power is sampled where the device has a counter; llama-bench prints one JSON line per test as
+  soon as that test ends, and the arrival stamp of each line locates the generation window.
 - A crash, an out-of-memory kill or a timeout is a result: recorded with status, exit code or
   signal, peak memory and the stderr tail.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import fcntl
 import os
-import resource
 import signal
-import subprocess
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from edgemoe import llamabench
+from edgemoe.process import ProcessResult, bench_lock, child_env, run_measured
 
 # stderr lines that mean "did not fit" rather than "broke"
 OOM_MARKERS = ("failed to allocate", "bad_alloc", "cannot allocate memory", "out of memory",
                "unable to allocate", "failed to mmap", "mmap failed", "insufficient memory", "failed to map segment")
-POLL_S = 0.05
-MEMORY_SAMPLE_S = 0.5
 IDLE_BASELINE_S = 2.0
-
-
-@contextmanager
-def bench_lock(path: Path | str, wait_note: Any = None) -> Iterator[float]:
-    """Exclusive lock held for the whole cell; yields seconds spent waiting for it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        t0 = time.monotonic()
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield time.monotonic() - t0
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@dataclass
-class ProcessResult:
-    exit_code: int | None
-    signal: int | None
-    timed_out: bool
-    peak_rss_bytes: int
-    sys_mem_used_peak_bytes: int | None
-    file_pmd_mapped_peak_bytes: int | None
-    wall_s: float
-    start_utc: str
-    end_utc: str
-    stdout_lines: list[tuple[int, str]] = field(default_factory=list)  # (monotonic ns, line)
-    stderr_tail: str = ""
-    cpu_s: float | None = None  # the child's user + system time
-    steal_s: float | None = None  # hypervisor steal over the child's lifetime, all CPUs
-    other_cpu_s: float | None = None  # everything else's CPU time meanwhile
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _file_pmd_mapped(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("FilePmdMapped:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _sys_mem_used() -> int | None:
-    try:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        return int(vm.total - vm.available)
-    except ImportError:
-        return None
-
-
-def _maxrss_bytes(ru_maxrss: int) -> int:
-    # Linux reports KiB, macOS bytes.
-    return ru_maxrss if os.uname().sysname == "Darwin" else ru_maxrss * 1024
-
-
-def _proc_stat_jiffies() -> tuple[int, int] | None:
-    """(busy, steal) jiffies of all CPUs from /proc/stat (Linux; None elsewhere): reading it costs
-    microseconds, unlike a walk of the child's page tables."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-    return user + nice + system + irq + softirq, steal
-
-
-def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stderr_path: Path,
-                 memory_limit_bytes: int | None = None, result_lines: int | None = None) -> ProcessResult:
-    """Run cmd, stamping each stdout line; return exact peak RSS and what we sampled.
-
-    While the child is timed only cheap counters are read (system memory in use, /proc/stat).
-    The model's 2 MiB-page mapping (FilePmdMapped in smaps_rollup: a walk of the child's page
-    tables, 63 ms of kernel time per read with a 4 GB model mapped, which slowed the benchmark
-    beside it by up to 12%) is read once, when the child has printed its `result_lines`-th JSON
-    line (every timed repetition is over), with the child stopped (SIGSTOP) so that it has not
-    unmapped the model yet, then resumed."""
-
-    def limit_memory() -> None:
-        os.setsid()  # own process group: a timeout kills the whole tree
-        if memory_limit_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
-
-    start_utc, t0 = _utc_now(), time.monotonic()
-    stat_before = _proc_stat_jiffies()
-    pmd: list[int | None] = [None]
-    with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=limit_memory)
-        lines: list[tuple[int, str]] = []
-
-        def read_stdout() -> None:
-            results = 0
-            for raw in proc.stdout:  # type: ignore[union-attr]
-                lines.append((time.monotonic_ns(), raw.decode(errors="replace")))
-                results += raw.lstrip().startswith(b"{")
-                if result_lines and results == result_lines and pmd[0] is None:
-                    try:
-                        os.kill(proc.pid, signal.SIGSTOP)
-                        pmd[0] = _file_pmd_mapped(proc.pid)
-                    finally:
-                        os.kill(proc.pid, signal.SIGCONT)
-
-        reader = threading.Thread(target=read_stdout, daemon=True)
-        reader.start()
-        sys_peak = None
-        timed_out = False
-        next_sample = 0.0
-        while True:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            now = time.monotonic()
-            if now >= next_sample:
-                sys_peak = max(filter(None, (sys_peak, _sys_mem_used())), default=None)
-                next_sample = now + MEMORY_SAMPLE_S
-            if now - t0 > timeout_s and not timed_out:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGKILL)
-            time.sleep(POLL_S)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
-        reader.join(timeout=10)
-    wall = time.monotonic() - t0
-    stat_after = _proc_stat_jiffies()
-    code = os.waitstatus_to_exitcode(status)
-    tail = stderr_path.read_bytes()[-4000:].decode(errors="replace")
-    child_cpu = ru.ru_utime + ru.ru_stime
-    steal = other = None
-    if stat_before and stat_after:
-        hz = os.sysconf("SC_CLK_TCK")
-        steal = (stat_after[1] - stat_before[1]) / hz
-        other = max((stat_after[0] - stat_before[0]) / hz - child_cpu, 0.0)
-    return ProcessResult(
-        exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, timed_out=timed_out,
-        peak_rss_bytes=_maxrss_bytes(ru.ru_maxrss), sys_mem_used_peak_bytes=sys_peak,
-        file_pmd_mapped_peak_bytes=pmd[0], wall_s=wall, start_utc=start_utc, end_utc=_utc_now(),
-        stdout_lines=lines, stderr_tail=tail, cpu_s=child_cpu, steal_s=steal, other_cpu_s=other)
 
 
 def classify(result: ProcessResult, rows: list[dict[str, Any]], expected_tests: int) -> tuple[str, str]:
@@ -241,16 +85,6 @@ def cell_warnings(samples: list, load_before: float, power_mode: str | None,
         if mode and power_mode not in str(mode.get("name")):
             out.append(f"power mode is {mode.get('name')!r}, the profile expects {power_mode!r}")
     return out
-
-
-def child_env(threads: int) -> dict[str, str]:
-    """The benchmark's environment: Snakemake exports OMP_NUM_THREADS=<job threads>; the thread
-    count measured must be the configured one, whatever --cores was."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-              "NUMEXPR_NUM_THREADS", "GOTO_NUM_THREADS"):
-        env[k] = str(threads)
-    return env
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Test:
     n_prompt: int
     n_gen: int
     every: int = 1  # rounds design: in every Nth counted round
+    repetitions: int | None = None  # rounds design: this test's llama-bench -r (None: rounds.repetitions)
 
 
 def content_hash(obj: Any) -> str:
@@ -154,7 +155,7 @@ class Experiment:
         names = [t["name"] for t in exp["tests"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
-        self.tests = {t["name"]: Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1)) for t in exp["tests"]}
+        self.tests = {t["name"]: Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1), t.get("repetitions")) for t in exp["tests"]}
         for t in self.tests.values():
             if t.n_prompt == 0 and t.n_gen == 0:
                 raise ConfigError(f"experiment.tests[{t.name}]: n_prompt and n_gen are both 0")

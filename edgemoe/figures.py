@@ -6,80 +6,39 @@ from `edgemoe.estimates` only, so a figure and the table it illustrates cannot d
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from edgemoe import estimates as E  # noqa: E402
-from edgemoe.files import atomic_path  # noqa: E402
-
-
-def model_colours(models: list[str]) -> dict[str, tuple]:
-    """One colour per model, fixed by its position in the registry's experiment list."""
-    palette = sns.color_palette("colorblind", max(len(models), 3))
-    return {m: palette[i] for i, m in enumerate(models)}
-
-
-def save(fig, paths: list[str]) -> None:
-    for p in paths:
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=Path(p).suffix[1:])
-    plt.close(fig)
-
-
-def _bench(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["kind"] == "bench"]
-
-
-def _order(runs: pd.DataFrame, models: list[str]) -> list[str]:
-    present = set(runs["model"])
-    return [m for m in models if m in present] + sorted(present - set(models))
-
-
-def _label(model: str, quant: str, test: str, many: bool) -> str:
-    """A mark's label: the model, with quant and test where the figure holds several."""
-    return f"{model} ({quant}, {test})" if many else model
-
-
-def _rows_of(est: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Estimates in the study's model order, then quant and test."""
-    rank = {m: i for i, m in enumerate(models)}
-    return est.assign(_r=est["model"].map(rank).fillna(len(rank))).sort_values(["device", "_r", "quant", "test"]).drop(
-        columns="_r")
-
-
-def _failed(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per failed bench cell: device, model, quant, test, status."""
-    b = _bench(runs)
-    return b[b["status"] != "ok"].drop_duplicates(["device", "model", "quant", "test"])[
-        ["device", "model", "quant", "test", "status"]]
-
-
-def _interval_bar(ax, y, e, colour, horizontal=True, **kw):
-    err = [[e["value"] - e["lo"]], [e["hi"] - e["value"]]]
-    if horizontal:
-        ax.errorbar(e["value"], y, xerr=err, **kw)
-    else:
-        ax.errorbar(y, e["value"], yerr=err, **kw)
+from edgemoe.plotting import (  # noqa: E402
+    NoData,
+    bench_rows,
+    device_panels,
+    failed_cells,
+    interval_bar,
+    mark_label,
+    model_colours,
+    model_order,
+    in_model_order,
+    save,
+)
 
 
 def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
     """Prefill and generation tok/s per model, one panel row per device; whiskers are the 95%
     intervals of the estimates; failed cells are drawn as labelled markers at zero."""
     plt.style.use(style)
-    est = _rows_of(E.medians(runs, "bench"), models)
-    fails = _failed(runs)
-    colours = model_colours(_order(_bench(runs), models))
-    devices = sorted(_bench(runs)["device"].unique())
+    est = in_model_order(E.medians(runs, "bench"), models)
+    fails = failed_cells(runs)
+    colours = model_colours(model_order(bench_rows(runs), models))
+    devices = sorted(bench_rows(runs)["device"].unique())
     many = len(est.groupby(["quant", "test"])) > 1
-    labels = list(dict.fromkeys([_label(r.model, r.quant, r.test, many) for r in est.itertuples()]
-                                + [_label(r.model, r.quant, r.test, many) for r in fails.itertuples()]))
+    labels = list(dict.fromkeys([mark_label(r.model, r.quant, r.test, many) for r in est.itertuples()]
+                                + [mark_label(r.model, r.quant, r.test, many) for r in fails.itertuples()]))
     fig, axes = plt.subplots(len(devices), 2, squeeze=False,
                              figsize=(3.4 * 2, 0.6 + 1.2 + 0.25 * len(labels) * len(devices)))
     for row, device in enumerate(devices):
@@ -87,11 +46,11 @@ def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_pat
             ax = axes[row][col]
             d = est[(est["device"] == device) & (est["phase"] == phase)]
             for r in d.to_dict("records"):
-                i = labels.index(_label(r["model"], r["quant"], r["test"], many))
+                i = labels.index(mark_label(r["model"], r["quant"], r["test"], many))
                 ax.barh(i, r["value"], color=colours[r["model"]], height=0.7)
-                _interval_bar(ax, i, r, None, color="black", capsize=2, lw=0.8)
+                interval_bar(ax, i, r, color="black", capsize=2, lw=0.8)
             for r in fails[fails["device"] == device].itertuples():
-                i = labels.index(_label(r.model, r.quant, r.test, many))
+                i = labels.index(mark_label(r.model, r.quant, r.test, many))
                 ax.plot(0, i, marker="x", color="crimson", ms=6)
                 ax.annotate(f" {r.status.upper()}", (0, i), va="center", fontsize=7, color="crimson")
             tests = ", ".join(sorted(d["test"].unique()))
@@ -100,7 +59,7 @@ def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_pat
             ax.set_xlabel(f"{name} throughput (tokens/s)")
             ax.set_xlim(left=0)
             ax.set_title(f"{device}: {name} ({tests})", loc="left")
-    twin = bool(_bench(runs)["is_twin"].any())
+    twin = bool(bench_rows(runs)["is_twin"].any())
     fig.suptitle("Estimates with 95% intervals (methods: figures/throughput.csv)"
                  + ("; shape twins (random weights)" if twin else ""), fontsize=7, y=1.0)
     fig.tight_layout()
@@ -108,29 +67,24 @@ def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_pat
     return est
 
 
-def _device_panels(devices: list[str], n_rows: int):
-    fig, axes = plt.subplots(1, len(devices), squeeze=False, figsize=(3.4 * len(devices), 0.9 + 0.35 * n_rows))
-    return fig, list(zip(axes[0], devices))
-
-
 def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str, out_paths: list[str]) -> pd.DataFrame:
     """Generation throughput of each model relative to the same-active dense baseline, per device,
     with the 95% interval of the ratio (the table's 'gen vs baseline'); 1 = as fast."""
     plt.style.use(style)
     est = E.ratios(runs, E.baseline_pairs(runs, baseline), "bench", "tg")
-    est = _rows_of(est, models)
-    colours = model_colours(_order(_bench(runs), models))
-    devices = sorted(_bench(runs)["device"].unique())
+    est = in_model_order(est, models)
+    colours = model_colours(model_order(bench_rows(runs), models))
+    devices = sorted(bench_rows(runs)["device"].unique())
     many = len(est.groupby(["quant", "test"])) > 1
-    labels = list(dict.fromkeys(_label(r.model, r.quant, r.test, many) for r in est.itertuples()))
-    fig, panels = _device_panels(devices, len(labels))
+    labels = list(dict.fromkeys(mark_label(r.model, r.quant, r.test, many) for r in est.itertuples()))
+    fig, panels = device_panels(devices, len(labels))
     for ax, device in panels:
         for r in est[est["device"] == device].to_dict("records"):
-            i = labels.index(_label(r["model"], r["quant"], r["test"], many))
+            i = labels.index(mark_label(r["model"], r["quant"], r["test"], many))
             if pd.isna(r["value"]):
                 ax.annotate(" not measured / failed", (1, i), va="center", fontsize=7, color="crimson")
                 continue
-            _interval_bar(ax, i, r, None, fmt="o", color=colours[r["model"]], capsize=3)
+            interval_bar(ax, i, r, fmt="o", color=colours[r["model"]], capsize=3)
             ax.annotate(f"{(r['value'] - 1) * 100:+.1f}%", (r["hi"] if np.isfinite(r["hi"]) else r["value"], i),
                         xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
         ax.axvline(1, color="grey", lw=0.8, ls="--")
@@ -147,16 +101,16 @@ def memory_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
     """Peak RSS of the benchmark process and model file size per model, against the device's
     memory ceiling; failed cells marked with their status. Maxima over cells, not estimates."""
     plt.style.use(style)
-    bench = _bench(runs)
-    order = _order(bench, models)
+    bench = bench_rows(runs)
+    order = model_order(bench, models)
     colours = model_colours(order)
     facts = (bench.groupby(["device", "model"], sort=False)
              .agg(peak_rss_bytes=("peak_rss_bytes", "max"), gguf_bytes=("gguf_bytes", "max"),
                   memory_ceiling_bytes=("memory_ceiling_bytes", "max"),
                   status=("status", lambda s: next((x for x in s if x != "ok"), "ok")))
              .reset_index())
-    facts = _rows_of(facts.assign(quant="", test=""), models).drop(columns=["quant", "test"])
-    fig, panels = _device_panels(sorted(bench["device"].unique()), len(order))
+    facts = in_model_order(facts.assign(quant="", test=""), models).drop(columns=["quant", "test"])
+    fig, panels = device_panels(sorted(bench["device"].unique()), len(order))
     for ax, device in panels:
         d = facts[facts["device"] == device]
         ceiling = d["memory_ceiling_bytes"].max() / 2**30
@@ -187,12 +141,12 @@ def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
     import textwrap
 
     plt.style.use(style)
-    bench = _bench(runs)
-    order = _order(bench, models)
+    bench = bench_rows(runs)
+    order = model_order(bench, models)
     colours = model_colours(order)
     est = E.medians(bench[bench["phase"] == "tg"], "bench", "energy_j_per_token_net", "energy_j_per_token")
-    est = _rows_of(est, models)
-    fig, panels = _device_panels(sorted(bench["device"].unique()), len(order))
+    est = in_model_order(est, models)
+    fig, panels = device_panels(sorted(bench["device"].unique()), len(order))
     for ax, device in panels:
         e = est[est["device"] == device]
         if e.empty:
@@ -206,7 +160,7 @@ def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
             for r in e.to_dict("records"):
                 i = order.index(r["model"])
                 ax.barh(i, r["value"], color=colours[r["model"]], height=0.6)
-                _interval_bar(ax, i, r, None, color="black", capsize=2)
+                interval_bar(ax, i, r, color="black", capsize=2)
             ax.set_yticks(range(len(order)), order)
             ax.set_ylim(len(order) - 0.5, -0.5)
             ax.set_xlabel("energy per generated token (J, net of idle)")
@@ -222,11 +176,11 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
     parameters, the MoE would sit with the dense models of its active size. A device whose
     records carry no bandwidth is drawn without the line and says so."""
     plt.style.use(style)
-    bench = _bench(runs)
-    order = _order(bench, models)
+    bench = bench_rows(runs)
+    order = model_order(bench, models)
     colours = model_colours(order)
     est = E.medians(bench, "bench")
-    est = _rows_of(est[est["phase"] == "tg"], models)
+    est = in_model_order(est[est["phase"] == "tg"], models)
     facts = (bench.groupby(["device", "model"]).agg(
         weight_bytes_per_token=("weight_bytes_per_token", "max"), params_active=("params_active", "max"),
         params_total=("params_total", "max"), device_read_gbs=("device_read_gbs", "median")).reset_index())
@@ -239,7 +193,7 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
         for r in d.to_dict("records"):
             c = colours[r["model"]]
             gb = r["weight_bytes_per_token"] / 1e9
-            _interval_bar(ax_b, gb, r, None, horizontal=False, fmt="o", color=c, label=r["model"], capsize=2)
+            interval_bar(ax_b, gb, r, horizontal=False, fmt="o", color=c, label=r["model"], capsize=2)
             ax_p.plot(r["params_active"] / 1e9, r["value"], "o", color=c)
             ax_p.plot(r["params_total"] / 1e9, r["value"], "o", mfc="none", color=c)
             if r["params_active"] != r["params_total"]:
@@ -276,7 +230,7 @@ def drift_figure(runs: pd.DataFrame, models: list[str], style: str | None, out_p
 
     if style:
         plt.style.use(style)
-    b = _bench(runs)
+    b = bench_rows(runs)
     b = b[b["round"].notna() & (b["status"] == "ok")]
     warm = b["warmup"].fillna(False).astype(bool) if "warmup" in b.columns else pd.Series(False, index=b.index)
     keys = ["device", "engine", "quant", "test", "model", "phase", "round"]
@@ -287,7 +241,7 @@ def drift_figure(runs: pd.DataFrame, models: list[str], style: str | None, out_p
     med = counted.groupby(["device", "engine", "quant", "test", "model", "phase"])["tokens_per_s"].median()
     r["relative_pct"] = [row.tokens_per_s / med.get(tuple(getattr(row, k) for k in keys[:-1]), np.nan) * 100
                          for row in r.itertuples()]
-    order = _order(b, models) if len(b) else []
+    order = model_order(b, models) if len(b) else []
     colours = model_colours(order)
     panels = []
     for key, g in r.groupby(["device", "engine", "quant", "test"], sort=True):
@@ -325,10 +279,6 @@ def drift_figure(runs: pd.DataFrame, models: list[str], style: str | None, out_p
 
 CLASS_COLOURS = {"routing": "#d62728", "expert": "#ff7f0e", "attention": "#1f77b4", "norm": "#9467bd",
                  "dense_ffn": "#2ca02c", "lm_head": "#8c564b", "noop": "#c7c7c7", "other": "#7f7f7f"}
-
-
-class NoData(ValueError):
-    """A figure asked for with no rows to draw: the DAG leaves such figures out of figures/all."""
 
 
 def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
@@ -374,7 +324,7 @@ def depth_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: st
     if t.empty:
         raise NoData("depth figure: no depth cells in the run table (config depth.enabled)")
     fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
-    colours = model_colours(_order(t, models))
+    colours = model_colours(model_order(t, models))
     # Several devices, engines, KV cache types or methods: one line style each, named in the legend.
     variant_keys = ["device", "engine", "kv_cache", "method"]
     variants = list(t.groupby(variant_keys, sort=True).groups)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgemoe.cells import CellSpec, bench_lock, child_env, classify, run_measured
+from edgemoe.cells import CellSpec, classify
+from edgemoe.process import bench_lock, child_env, run_measured
 
 PROFILER = "edgemoe-profile"
 

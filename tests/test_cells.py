@@ -5,7 +5,8 @@ import textwrap
 import threading
 import time
 
-from edgemoe.cells import ProcessResult, bench_lock, child_env, classify, run_measured
+from edgemoe.cells import classify
+from edgemoe.process import ProcessResult, bench_lock, child_env, run_measured
 
 
 def script(tmp_path, body):

@@ -17,11 +17,12 @@ def test_shipped_configs_pass_the_schema(default_config, smoke_config):
 
 
 def test_default_experiment_is_the_study_on_this_host(default_config):
-    exp = Experiment(default_config)
+    exp = Experiment(default_config, host_device="linux-cpu")  # whatever host runs the tests
     assert list(exp.models) == ["olmoe-1b-7b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b"]
     assert exp.quants == ["Q4_K_M"] and exp.baseline == "llama-3.2-1b"
-    assert exp.device_id == "linux-cpu"  # this CI kind is a Linux CPU host
-    assert len(exp.cells("linux-cpu")) == 4
+    assert exp.device_id == "linux-cpu"
+    assert list(exp.tests) == ["tg64", "pp512"] and exp.tests["pp512"].every == 4
+    assert len(exp.cells("linux-cpu")) == 4 * 2
 
 
 @pytest.mark.parametrize("path, value", [
@@ -65,9 +66,26 @@ def test_semantic_errors_name_the_key(default_config, mutate, message):
 
 
 def test_another_devices_cells_are_refused_with_the_hosts_device(default_config):
+    from edgemoe.host import device_matches
+
+    here = [d for d, p in default_config["devices"].items() if device_matches(p["match"])[0]]
+    other = next(d for d in default_config["devices"] if d not in here)
     with pytest.raises(ConfigError) as e:
-        check_device_is_here(default_config, "m2-pro")
-    assert "This host matches ['linux-cpu']" in str(e.value) and "--config device=linux-cpu" in str(e.value)
+        check_device_is_here(default_config, other)
+    assert f"This host matches {here or 'no profile'}" in str(e.value)
+    assert f"--config device={here[0] if here else '<id>'}" in str(e.value)
+
+
+def test_released_data_resolves_no_device(default_config):
+    cfg = copy.deepcopy(default_config)
+    for p in cfg["devices"].values():
+        p["match"] = {"system": "Plan9"}
+    cfg["runs"] = "released"
+    exp = Experiment(cfg)
+    assert exp.device_id is None and exp.device is None
+    cfg["runs"] = "fresh"
+    with pytest.raises(ConfigError, match="no profile matching this host"):
+        Experiment(cfg)
 
 
 def test_twin_identity_changes_with_the_spec(default_config):

@@ -260,27 +260,38 @@ def test_rounds_run_every_cell_once_per_round_in_the_recorded_order(work, smoke_
     snakemake(work, "figures/all", *smoke_with("tests/smoke-rounds.yaml"))
     [done_path] = list((work / "results/rounds").glob("*/design-*-stop-*.done.json"))
     done = json.loads(done_path.read_text())
-    assert done["rounds"] == 2 and done["stopped"] == "max rounds"
+    assert done["rounds"] == 3 and done["stopped"] == "max rounds"
     by_round = {}
-    for path, k in zip(done["records"], done["record_rounds"]):
+    for path in done["records"]:
         rows = read_jsonl(work / path)
-        assert {r["status"] for r in rows} == {"ok"} and {r["round"] for r in rows} == {k}
-        if path.endswith("pp64-tg16.jsonl"):
-            assert len(rows) == 2  # pp and tg, one repetition
+        [k] = {r["round"] for r in rows}
+        assert {r["status"] for r in rows} == {"ok"} and {r["warmup"] for r in rows} == {k == 0}
+        if path.endswith("tg16.jsonl"):
+            assert len(rows) == 2  # two repetitions
+        if path.endswith("pp64.jsonl"):
+            assert len(rows) == 1 and k == 1  # one repetition, in counted round 0 only
         by_round.setdefault(k, []).append((rows[0]["cell_start_utc"], rows[0]["cell_end_utc"],
                                            f"{rows[0]['model']}/{rows[0]['quant']}/{rows[0]['test']}"))
-    assert len(by_round[0]) == 4 * (1 + 2)  # per model: the test and two depth cells
+    # per model: warm-up tg16 and two depth cells; counted round 0 adds pp64; counted round 1 does not
+    assert [len(by_round[k]) for k in range(3)] == [4 * 3, 4 * 4, 4 * 3]
     for k, decision_path in enumerate(done["decisions"]):
         decision = json.loads((work / decision_path).read_text())
         assert [c for _, _, c in sorted(by_round[k])] == decision["order"]  # in the order drawn for the round
-    assert max(e for _, e, _ in by_round[0]) <= min(s for s, _, _ in by_round[1])  # rounds never overlap
+    for k in (0, 1):  # rounds never overlap
+        assert max(e for _, e, _ in by_round[k]) <= min(s for s, _, _ in by_round[k + 1])
     runs = read_parquet(work / "results/runs.parquet").to_pandas()
     bench = runs[runs["kind"] == "bench"]
-    assert len(bench) == 4 * 2 * 2 and bench["cell_id"].str.contains(r"/r00[01]$").all()
+    assert len(bench) == 4 * (2 * 3 + 1) and bench["cell_id"].str.contains(r"/r00[012]$").all()
+    assert bench["device_read_gbs"].notna().all()  # round cells carry the measured bandwidth
+    table = pd.read_csv(work / "figures/tables/throughput.csv")
+    tg = table[table["test"] == "tg16"]
+    assert (tg["repetitions"] == 2).all()  # two counted rounds: the warm-up is not estimated
+    assert "warm-up rows" in (work / "figures/tables/throughput.md").read_text()
     depth = pd.read_csv(work / "figures/tables/depth.csv")
     assert len(depth) == 4 * 2 and (depth["status"] == "ok").all()  # 4 models x 2 depths, from the rounds
     assert depth.loc[depth["model"] != "llama-tiny", "ratio_lo"].notna().all()  # paired over the 2 rounds
-    assert (work / f"figures/drift/{bench['device'].iloc[0]}/{bench['engine'].iloc[0]}.png").is_file()
+    drift = pd.read_csv(work / "figures/drift.csv")
+    assert set(drift["round"]) == {0, 1, 2} and drift.loc[drift["round"] == 0, "warmup"].all()
     proc = snakemake(work, "-n", "figures/all", *smoke_with("tests/smoke-rounds.yaml"))
     assert "Nothing to be done" in proc.stdout + proc.stderr
 

@@ -101,7 +101,7 @@ rule round_cell:
     params:
         **CELL_PARAMS,
         cell_id=lambda w: cell_id(w, f"/r{w.round}"),
-        repetitions=DESIGN.repetitions,
+        repetitions=lambda w: EXP.tests[w.test].repetitions or DESIGN.repetitions,
         rounds=round_fields,
     input:
         unpack(round_cell_input),

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from edgemoe.bandwidth import build_stream, measure_stream
-from edgemoe.cells import bench_lock
+from edgemoe.process import bench_lock
 from edgemoe.files import atomic_write_json
 
 sys.stderr = open(snakemake.log[0], "w")
