@@ -21,6 +21,7 @@ include: "workflow/rules/rounds.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/faults.smk"
 
 
 rule all:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -77,72 +76,12 @@ def _shadow_dir(hf_dir: Path, config: dict[str, Any], parent: Path) -> Path:
     return shadow
 
 
-_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-
 def _gguf_tokenizer_kv(path: Path) -> dict[str, Any]:
-    """``tokenizer.ggml.model`` and ``tokenizer.ggml.tokens`` of a GGUF, read without gguf-py."""
-    with open(path, "rb") as f:
-        data = f.read(1 << 20)
-        want = {"tokenizer.ggml.model", "tokenizer.ggml.tokens"}
-        out: dict[str, Any] = {}
-        off = 0
+    """``tokenizer.ggml.model`` and ``tokenizer.ggml.tokens`` of a GGUF (its header only)."""
+    from edgemoe.modelcheck import read_gguf_header
 
-        def need(n: int) -> None:
-            nonlocal data
-            while off + n > len(data):
-                more = f.read(max(1 << 20, n))
-                if not more:
-                    raise ValueError("truncated GGUF header")
-                data += more
-
-        def unpack(fmt: str):
-            nonlocal off
-            size = struct.calcsize("<" + fmt)
-            need(size)
-            (v,) = struct.unpack_from("<" + fmt, data, off)
-            off += size
-            return v
-
-        def string(keep: bool = True):
-            nonlocal off
-            n = unpack("Q")
-            need(n)
-            v = data[off : off + n].decode("utf-8", "replace") if keep else None
-            off += n
-            return v
-
-        def value(t: int, keep: bool):
-            nonlocal off
-            if t in _GGUF_SCALARS:
-                return unpack(_GGUF_SCALARS[t])
-            if t == 8:
-                return string(keep)
-            if t == 9:
-                et, n = unpack("I"), unpack("Q")
-                if et in _GGUF_SCALARS:
-                    size = struct.calcsize("<" + _GGUF_SCALARS[et]) * n
-                    need(size)
-                    off += size
-                    return None
-                return [value(et, keep) for _ in range(n)]
-            raise ValueError(f"unknown GGUF value type {t}")
-
-        need(24)
-        if data[:4] != b"GGUF":
-            raise ValueError("not a GGUF file")
-        off = 4
-        unpack("I")
-        unpack("Q")
-        for _ in range(unpack("Q")):
-            key = string()
-            keep = key in want
-            v = value(unpack("I"), keep)
-            if keep:
-                out[key] = v
-                if len(out) == len(want):
-                    break
-    return out
+    want = {"tokenizer.ggml.model", "tokenizer.ggml.tokens"}
+    return {k: v for k, v in read_gguf_header(path, keep=want.__contains__).kv.items() if k in want}
 
 
 def _check_vocab(hf_dir: Path, gguf_path: Path) -> int:

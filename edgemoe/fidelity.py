@@ -2,8 +2,9 @@
 
 A real GGUF and its twin (same metadata, names, shapes and quant types; block magnitudes fitted
 per tensor) are both written to their place by the canonical copy, then benchmarked alternately
-(the first of each round alternates too), and the paired twin/real tok/s ratio is reported with
-a bootstrap interval over rounds.
+(the first of each round alternates too), and the paired twin/real tok/s ratio is reported as
+every A/B comparison of the project is (edgemoe.paired: median of per-round ratios, the rounds'
+distribution-free interval).
 """
 
 from __future__ import annotations
@@ -13,17 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from edgemoe.cells import CellSpec, run_bench_cell
 from edgemoe.files import canonical_copy, sha256_file
 from edgemoe.models import quantize
-from edgemoe.stats import Estimate, median_ci
-
-
-def paired_ratio_ci(num: list[float], den: list[float], seed: int = 0, n_boot: int = 4000) -> Estimate:
-    """Median of per-round ratios num[k]/den[k], bootstrap over rounds."""
-    r = np.asarray(num, float) / np.asarray(den, float)
-    return median_ci(r, seed=seed, n_boot=n_boot)
+from edgemoe.paired import compare
 
 
 def spread(block_magnitudes: dict[str, tuple[float, float]]) -> dict[str, float]:
@@ -33,11 +29,14 @@ def spread(block_magnitudes: dict[str, tuple[float, float]]) -> dict[str, float]
 
 def run_fidelity(real: Path, work: Path, quantize_exe: str, bench_exe: str, build_info: dict[str, Any],
                  device: Any, device_id: str, rounds: int, n_prompt: int, n_gen: int, seed: int,
-                 use_mmap: bool, timeout_s: float, lock: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                 use_mmap: bool, timeout_s: float, lock: Path,
+                 engine_src: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from gguf import GGUFReader
 
+    from edgemoe.modelcheck import check_gguf
     from edgemoe.twins import block_magnitudes, twin_of
 
+    check_gguf(real, engine_src)  # fidelity.real is the user's file: whole, and one this engine runs
     work.mkdir(parents=True, exist_ok=True)
     real_copy, twin = work / "real.gguf", work / "twin.gguf"
     canonical_copy(real, real_copy)
@@ -85,7 +84,9 @@ def run_fidelity(real: Path, work: Path, quantize_exe: str, bench_exe: str, buil
                   if r["status"] == "ok" and r["phase"] == phase and r["model"] == f"fidelity-{w}"}
               for w in ("real", "twin")}
         ks = sorted(set(by["real"]) & set(by["twin"]))
-        est = paired_ratio_ci([by["twin"][k] for k in ks], [by["real"][k] for k in ks])
+        rows = pd.DataFrame([{"arm": w, "round": k, "value": by[w][k]} for w in by for k in ks],
+                            columns=["arm", "round", "value"])
+        est = compare(rows, "twin", "real")
         summary[f"{phase}_twin_over_real"] = {"median": est.value, "lo": est.lo, "hi": est.hi, "pairs": len(ks)}
         summary[f"{phase}_real_tok_s"] = float(np.median([by["real"][k] for k in ks])) if ks else None
         summary[f"{phase}_twin_tok_s"] = float(np.median([by["twin"][k] for k in ks])) if ks else None

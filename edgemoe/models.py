@@ -2,11 +2,14 @@
 -> llama-quantize to each configured type -> canonical copy + a provenance sidecar per file.
 
 The F16 is temporary: made, quantized to every type and deleted in one job, so that at most one
-model's F16 is on disk at a time.
+model's F16 is on disk at a time. A job killed with SIGKILL cannot delete its temporaries; the
+job that reruns it removes them first. Files the pipeline did not write (a local GGUF or
+checkpoint, the convert script's output) are checked before use (edgemoe.modelcheck).
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +18,30 @@ from typing import Any
 
 from edgemoe.architectures import ArchSpec
 from edgemoe.files import atomic_write_json, canonical_copy, sha256_file
+from edgemoe.modelcheck import ModelFileError, check_checkpoint, check_gguf
 from edgemoe.twins import load_vocab, vocab_name, write_twin
+
+
+def stale_temporaries(out_dir: Path | str) -> list[Path]:
+    """What a killed model job leaves in its folder: the F16, quantize temps, atomic-write temps
+    (dot-names with "tmp") and the convert script's shadow folder."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir()
+                  if p.name == "F16.tmp.gguf" or (p.name.startswith(".") and ("tmp" in p.name or
+                                                                               p.name.startswith(".convert-src-"))))
+
+
+def _start(out_dir: Path) -> None:
+    """The model's folder, without what an interrupted job left there."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p in stale_temporaries(out_dir):
+        print(f"removing {p}, left by an interrupted run", file=sys.stderr, flush=True)
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def quantize(quantize_exe: str, f16: Path, out: Path, quant: str, threads: int, log) -> None:
@@ -70,7 +96,7 @@ def make_twin_ggufs(model_id: str, spec_cfg: dict[str, Any], seed: int, quants: 
                     engine_src: Path, quantize_exe: str, threads: int, vocab_cache: Path,
                     router_skew: float = 0.0) -> None:
     spec = ArchSpec.from_config(model_id, spec_cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _start(out_dir)
     f16 = out_dir / "F16.tmp.gguf"
     try:
         vocab = load_vocab(engine_src, vocab_name(spec), vocab_cache)
@@ -93,10 +119,12 @@ def make_converted_ggufs(model_id: str, spec_cfg: dict[str, Any], weights_source
     from edgemoe.convert import convert_to_gguf
 
     spec = ArchSpec.from_config(model_id, spec_cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_checkpoint(hf_dir)
+    _start(out_dir)
     f16 = out_dir / "F16.tmp.gguf"
     try:
         conv = convert_to_gguf(engine_src, hf_dir, f16, "f16")
+        check_gguf(f16, engine_src)
         print(f"{model_id}: converted in {conv['seconds']:.1f} s", file=sys.stderr, flush=True)
         provenance = {**_base(model_id, spec, weights_source), "convert_seconds": round(conv["seconds"], 2),
                       "convert_dropped_config_keys": conv.get("config_dropped_keys")}
@@ -111,20 +139,18 @@ def make_converted_ggufs(model_id: str, spec_cfg: dict[str, Any], weights_source
 
 
 def make_local_gguf(model_id: str, spec_cfg: dict[str, Any], gguf: Path, quants: list[str], out_dir: Path,
-                    quantize_exe: str, threads: int) -> None:
-    """A GGUF the user has: F16/BF16/F32 are quantized like any other; a quantized file is used as
-    it is, for the one quant it already is."""
-    from gguf import GGUFReader
-
+                    quantize_exe: str, threads: int, engine_src: Path | None = None) -> None:
+    """A GGUF the user has: F16/BF16/F32 are quantized like any other; a quantized file is refused
+    (every quant is made the same way). Checked first: header, tensor data, the engine's types."""
     spec = ArchSpec.from_config(model_id, spec_cfg)
-    ftype = int(GGUFReader(gguf).fields["general.file_type"].contents()) if gguf.is_file() else None
-    if ftype is None:
-        raise FileNotFoundError(f"models.{model_id}.local: {gguf} is not a GGUF file")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    header = check_gguf(gguf, engine_src)
+    ftype = header.file_type
+    if ftype is None and all(t.type_id in (0, 1, 30) for t in header.tensors):
+        ftype = 1  # no file type in the header, but every tensor is F32, F16 or BF16
+    if ftype not in (0, 1, 32):  # ALL_F32, MOSTLY_F16, MOSTLY_BF16
+        raise ModelFileError(gguf, f"already quantized (GGUF file type {ftype})",
+                             f"set models.{model_id}.local to an F16/BF16 GGUF or a Hugging Face checkpoint folder, "
+                             "so that every quant is made the same way")
+    _start(out_dir)
     provenance = {**_base(model_id, spec, "local"), "local_path": str(gguf), "local_sha256": sha256_file(gguf)}
-    if ftype in (0, 1, 32):  # ALL_F32, MOSTLY_F16, MOSTLY_BF16
-        quantize_all(gguf, out_dir, quants, quantize_exe, threads, provenance, f16_is_temporary=False)
-        return
-    raise ValueError(f"models.{model_id}.local: {gguf} is already quantized (file type {ftype}); give an "
-                     "F16/BF16 GGUF or a Hugging Face checkpoint folder, so every quant is made the same way")
-
+    quantize_all(gguf, out_dir, quants, quantize_exe, threads, provenance, f16_is_temporary=False)

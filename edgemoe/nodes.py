@@ -25,10 +25,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from edgemoe.stats import bootstrap_ci
 
 CLASSES: tuple[str, ...] = (
     "routing",
@@ -294,32 +296,6 @@ def mean_shares(df: pd.DataFrame, wall_ns=None, stat: str = "mean") -> pd.Series
     return sh.median(axis=0) if stat == "median" else sh.mean(axis=0)
 
 
-def bootstrap_ci(
-    values: Iterable[float],
-    stat: Callable[[np.ndarray], float] = np.mean,
-    n_boot: int = 10000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` over ``values`` (resampled with replacement)."""
-    v = np.asarray(list(values), dtype=float)
-    if v.size == 0:
-        return (float("nan"), float("nan"))
-    if v.size == 1:
-        return (float(v[0]), float(v[0]))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    if stat is np.mean:
-        boots = v[idx].mean(axis=1)
-    elif stat is np.median:
-        boots = np.median(v[idx], axis=1)
-    else:
-        boots = np.array([stat(v[i]) for i in idx])
-    a = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boots, [a, 1.0 - a])
-    return float(lo), float(hi)
-
-
 def routing_share(df: pd.DataFrame, n_boot: int = 10000, ci: float = 0.95, seed: int = 0,
                   stat: str = "mean") -> dict:
     """Routing share of MoE-block time, routing / (routing + expert), per step.
@@ -387,6 +363,6 @@ def summarize(df: pd.DataFrame, wall_ns=None, n_boot: int = 10000, seed: int = 0
 
 __all__ = [
     "CLASSES", "NOOP_OPS", "RULES", "Rule", "base_name", "is_unnamed", "layer_of", "classify_node",
-    "read_rows", "classify_rows", "class_ns", "class_shares", "mean_shares", "bootstrap_ci",
+    "read_rows", "classify_rows", "class_ns", "class_shares", "mean_shares",
     "routing_share", "layer_detail", "rule_table", "summarize",
 ]

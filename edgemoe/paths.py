@@ -78,8 +78,9 @@ def round_cell_file(device: str, engine: str, design: str, k: int | str, model: 
     return round_cell_stem(device, engine, design, k, model, tag, quant, test) + ".jsonl"
 
 
-def round_decision(device: str, engine: str, design: str, k: int | str) -> str:
-    return f"{round_dir(device, engine, design, k)}/decision.json"
+def round_decision(device: str, engine: str, design: str, k: int | str, ext: str = "json") -> str:
+    """Round k's decision (json) and its log (log)."""
+    return f"{round_dir(device, engine, design, k)}/decision.{ext}"
 
 
 def rounds_done(device: str, design: str, stopping: str) -> str:

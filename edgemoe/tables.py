@@ -126,7 +126,7 @@ def breakdown_table(runs: pd.DataFrame) -> pd.DataFrame:
     steps of each node class's share of the step's node time, the coverage (node time / wall time),
     and the routing share of MoE-block time, routing / (routing + expert), with a 95% bootstrap
     interval over steps."""
-    from edgemoe.nodes import bootstrap_ci
+    from edgemoe.stats import bootstrap_ci
 
     prof = runs[(runs["kind"] == "profile") & (runs["status"] == "ok")]
     rows = []

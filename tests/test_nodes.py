@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edgemoe.stats import bootstrap_ci
+
 from edgemoe import nodes as N
 
 FIX = Path(__file__).parent / "fixtures" / "nodes"
@@ -227,7 +229,7 @@ def test_class_shares_with_wall():
 def test_bootstrap_ci_covers_mean():
     rng = np.random.default_rng(0)
     x = rng.normal(0.3, 0.05, size=40)
-    lo, hi = N.bootstrap_ci(x, n_boot=4000, seed=0)
+    lo, hi = bootstrap_ci(x, n_boot=4000, seed=0)
     assert lo < x.mean() < hi
     assert hi - lo < 0.05
 

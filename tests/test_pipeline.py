@@ -128,23 +128,34 @@ def test_bad_config_stops_before_any_job(work, smoke_run, args, message):
     assert sorted(p.name for p in (work / "results").rglob("*")) == before
 
 
-def test_interrupted_run_resumes_without_duplicates(work, smoke_run):
-    # Rerun the cells and interrupt while one is measuring, then resume.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_run_resumes_without_duplicates(work, smoke_run, sig):
+    # Rerun the cells and interrupt the whole process group while a cell is measuring, then resume.
     logs = lambda: list((work / "results/cells").rglob("pp64-tg16.stderr.log"))  # noqa: E731
     started = max(p.stat().st_mtime for p in logs())
     cmd = [sys.executable, "-m", "snakemake", "--cores", "4", "figures/all", *SMOKE, "--forcerun", "bench_cell"]
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # wait until the second forced cell is measuring
-        if len([p for p in logs() if p.stat().st_mtime > started]) >= 2:
-            break
+    while len([p for p in logs() if p.stat().st_mtime > started]) < 2:  # the second forced cell is measuring
+        assert time.monotonic() < deadline and proc.poll() is None, "no forced cell started: nothing to interrupt"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, sig)
     proc.wait(timeout=120)
+    assert proc.returncode != 0  # it was interrupted, not finished
+    if sig == signal.SIGKILL:  # Snakemake's lock stays behind; --unlock needs no --cores
+        locked = subprocess.run([sys.executable, "-m", "snakemake", "-n", "figures/all", *SMOKE], cwd=work,
+                                capture_output=True, text=True)
+        assert "cannot be locked" in locked.stdout + locked.stderr
+        unlock = subprocess.run([sys.executable, "-m", "snakemake", "--unlock", *SMOKE], cwd=work,
+                                capture_output=True, text=True)
+        assert unlock.returncode == 0, unlock.stdout + unlock.stderr
+    for path in (work / "results/cells").rglob("pp64-tg16.jsonl"):  # no half or invalid record is left
+        read_jsonl(path)
     snakemake(work, "figures/all", *SMOKE)
     table = read_parquet(work / "results/runs.parquet").to_pandas()
     assert (table["kind"] == "bench").sum() == 24 and table["run_id"].is_unique
+    assert (table["status"] == "ok").all()
     assert not list((work / "results").rglob("*.tmp"))
 
 

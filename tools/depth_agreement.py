@@ -1,5 +1,5 @@
 """Do the two depth methods agree? On an engine that has both (llama-bench -d and edgemoe-profile),
-alternate them on one model at one depth, round after round (order flipped every round), and
+alternate them on one model at one depth, round after round (edgemoe.paired: ABBA order), and
 report the paired ratio of decode tok/s (llama-bench / edgemoe-profile) with a 95% interval.
 
     python tools/depth_agreement.py --build results/engine/llama.cpp-0c1e57098/build/linux-cpu/build-info.json \\
@@ -9,7 +9,6 @@ Each run is a real depth cell (edgemoe.depth.run_depth_cell); the records go to 
 import argparse
 import json
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from edgemoe.depth import run_depth_cell
 from edgemoe.engine import binary
 from edgemoe.files import write_jsonl
 from edgemoe.host import total_memory_bytes
-from edgemoe.stats import median_ci_exact
+from edgemoe.paired import Arm, alternate, compare
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--build", required=True)
@@ -36,26 +35,32 @@ a = ap.parse_args()
 tools = {t: binary(a.build, t) for t in ("llama-bench", "edgemoe-profile")}
 device = Device("host", "cpu", (), os.cpu_count() or 1, 0, total_memory_bytes(), "none", "none", "this host's CPU")
 methods = ["llama-bench", "edgemoe-profile"]
-records, ratios = [], []
+records = []
+
+
+def arm(method: str, tmp: str) -> Arm:
+    """One depth cell of `method` per round; its decode tok/s per repetition."""
+
+    def run(k: int) -> list[float]:
+        spec = cell_spec(cell_id=f"agreement/{method}/r{k}", device_id="host", device=device,
+                         exe=tools["llama-bench"], gguf=a.model, model_info_path=a.info, build_info_path=a.build,
+                         test=f"depth{a.depth}-{method}", n_prompt=a.depth, n_gen=a.n_gen,
+                         repetitions=a.repetitions, use_mmap=True, timeout_s=1800)
+        out = Path(tmp) / f"{method}-{k}"
+        out.mkdir()
+        rows = run_depth_cell(spec, method=method, depth=a.depth, cache_type=a.cache_type,
+                              repetitions=a.repetitions, tools=tools, out_dir=out,
+                              stderr_path=Path(tmp) / f"{method}-{k}.log", lock_path=Path(tmp) / "lock")
+        records.extend({**r, "round": k} for r in rows)
+        return [r["tokens_per_s"] for r in rows if r.get("phase") == "tg" and r["status"] == "ok"]
+
+    return Arm(method, run)
+
+
 with tempfile.TemporaryDirectory() as tmp:
-    for k in range(a.rounds):
-        tg = {}
-        for method in methods if k % 2 == 0 else methods[::-1]:
-            spec = cell_spec(cell_id=f"agreement/{method}/r{k}", device_id="host", device=device,
-                             exe=tools["llama-bench"], gguf=a.model, model_info_path=a.info, build_info_path=a.build,
-                             test=f"depth{a.depth}-{method}", n_prompt=a.depth, n_gen=a.n_gen,
-                             repetitions=a.repetitions, use_mmap=True, timeout_s=1800)
-            out = Path(tmp) / f"{method}-{k}"
-            out.mkdir()
-            rows = run_depth_cell(spec, method=method, depth=a.depth, cache_type=a.cache_type,
-                                  repetitions=a.repetitions, tools=tools, out_dir=out,
-                                  stderr_path=Path(tmp) / f"{method}-{k}.log", lock_path=Path(tmp) / "lock")
-            records += [{**r, "round": k} for r in rows]
-            tg[method] = statistics.median(r["tokens_per_s"] for r in rows if r.get("phase") == "tg" and r["status"] == "ok")
-        ratios.append(tg["llama-bench"] / tg["edgemoe-profile"])
-        print(f"round {k}: llama-bench {tg['llama-bench']:.2f} tok/s, edgemoe-profile {tg['edgemoe-profile']:.2f} "
-              f"tok/s, ratio {ratios[-1]:.4f}", flush=True)
+    rows = alternate([arm(m, tmp) for m in methods], a.rounds, on_round=lambda k, m: print(
+        f"round {k}: " + ", ".join(f"{n} {v:.2f} tok/s" for n, v in m.items()), flush=True))
 write_jsonl(a.out, records)
-est = median_ci_exact(ratios)  # distribution-free: 6 rounds at least for a finite 95% interval
+est = compare(rows, "llama-bench", "edgemoe-profile")  # paired by round, distribution-free interval
 print(json.dumps({"depth": a.depth, "cache_type": a.cache_type, "rounds": a.rounds, "ratio": est.value,
                   "lo": est.lo, "hi": est.hi}))

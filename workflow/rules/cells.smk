@@ -25,45 +25,51 @@ def cell_inputs(w):
     }
 
 
-def cell_id(w, suffix=""):
-    return f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.test}{suffix}"
+def cell_id(w, round=None):
+    """The cell's id in records: device/engine/model/weights/quant/test[/r<round>]."""
+    parts = [w.device, w.engine, w.model, w.tag, w.quant, w.test] + ([f"r{round}"] if round is not None else [])
+    return "/".join(parts)
 
 
 CELL = paths.cell_stem("{device}", "{engine}", "{model}", "{tag}", "{quant}", "{test}")
 
 
 rule bench_cell:
+    input:
+        unpack(cell_inputs),
+    output:
+        records=f"{CELL}.jsonl",
+        raw=f"{CELL}.llama-bench.jsonl",
+    log:
+        f"{CELL}.stderr.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: all_cores
+    resources:
+        bench=1,
     params:
         **CELL_PARAMS,
         cell_id=cell_id,
         repetitions=EXP.repetitions,
         rounds=None,
-    input:
-        unpack(cell_inputs),
-    output:
-        records=CELL + ".jsonl",
-        raw=CELL + ".llama-bench.jsonl",
-    log:
-        CELL + ".stderr.log",
-    threads: all_cores
-    resources:
-        bench=1,
     script:
         "../scripts/bench_cell.py"
 
 
 rule bandwidth:
-    params:
-        threads=lambda w: EXP.devices[w.device].threads,
-        lock=paths.BENCH_LOCK,
     input:
         source="workflow/bench/stream.c",
     output:
         paths.bandwidth("{device}"),
     log:
         "results/logs/bandwidth/{device}.log",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: all_cores
     resources:
         bench=1,
+    params:
+        threads=lambda w: EXP.devices[w.device].threads,
+        lock=paths.BENCH_LOCK,
     script:
         "../scripts/bandwidth.py"

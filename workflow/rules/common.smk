@@ -12,7 +12,7 @@ from edgemoe import paths  # noqa: E402
 from edgemoe.config import ConfigError, Experiment, check_device_is_here  # noqa: E402
 from edgemoe.files import sha256_file  # noqa: E402
 
-validate(config, os.path.join(workflow.basedir, "config/schema.yaml"), set_default=True)
+validate(config, "../../config/schema.yaml", set_default=True)  # relative to this file
 try:
     EXP = Experiment(config)
     if EXP.runs != "released":
@@ -30,7 +30,7 @@ wildcard_constraints:
     # Cells and device builds only for the device selected here: other devices' records on disk
     # have no producer, so they are merged as they are and never rerun.
     device=re.escape(EXP.device_id) if MEASURING else NOTHING,
-    variant="tools|" + re.escape(EXP.device_id) if MEASURING else NOTHING,
+    variant=f"tools|{re.escape(EXP.device_id)}" if MEASURING else NOTHING,
     model="|".join(map(re.escape, EXP.models)),
     quant="|".join(map(re.escape, EXP.quants)),
     test="|".join(map(re.escape, [*EXP.tests, *EXP.depth_tests()])),

@@ -2,6 +2,20 @@
 
 
 rule fidelity:
+    input:
+        real=lambda w: ancient(config["fidelity"]["real"]),
+        build=lambda w: f"{build_dir(w.device)}/build-info.json",
+        tools=ancient(f"results/engine/{EXP.engine_id}/build/tools/build-info.json"),
+    output:
+        summary="results/fidelity/{device}/summary.json",
+        records="results/fidelity/{device}/records.jsonl",
+    log:
+        "results/logs/fidelity/{device}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: all_cores
+    resources:
+        bench=1,
     params:
         real=lambda w: config["fidelity"]["real"],
         seed=lambda w: config["fidelity"]["seed"],
@@ -12,18 +26,6 @@ rule fidelity:
         use_mmap=EXP.use_mmap,
         timeout_s=EXP.timeout_s,
         lock=BENCH_LOCK,
-    input:
-        real=lambda w: ancient(config["fidelity"]["real"]),
-        build=lambda w: f"{build_dir(w.device)}/build-info.json",
-        tools=ancient(f"results/engine/{EXP.engine_id}/build/tools/build-info.json"),
-    output:
-        summary="results/fidelity/{device}/summary.json",
-        records="results/fidelity/{device}/records.jsonl",
-    log:
-        "results/logs/fidelity/{device}.log",
-    threads: workflow.cores
-    resources:
-        bench=1,
     script:
         "../scripts/fidelity.py"
 
@@ -36,5 +38,7 @@ rule fidelity_table:
         csv="figures/tables/fidelity.csv",
     log:
         "results/logs/fidelity_table.log",
+    conda:
+        "../../envs/pipeline.yaml"
     script:
         "../scripts/fidelity_table.py"

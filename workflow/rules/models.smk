@@ -8,12 +8,6 @@
 
 
 rule twin_model:
-    params:
-        spec=lambda w: config["models"][w.model]["spec"],
-        seed=lambda w: EXP.models[w.model].twin_seed,
-        router_skew=lambda w: config["models"][w.model]["twin"].get("router_skew", 0),
-        quants=EXP.quants,
-        engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     input:
         source=ancient(f"results/engine/{EXP.models_engine_id}/source.json"),
         tools=ancient(f"results/engine/{EXP.models_engine_id}/build/tools/build-info.json"),
@@ -24,31 +18,36 @@ rule twin_model:
         "results/logs/twin_model/{model}-{tag}.log",
     wildcard_constraints:
         tag=r"twin-s\d+-[0-9a-f]{8}",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: lambda w: min(max(workflow.cores, 1), 4)  # llama-quantize threads
+    params:
+        spec=lambda w: config["models"][w.model]["spec"],
+        seed=lambda w: EXP.models[w.model].twin_seed,
+        router_skew=lambda w: config["models"][w.model]["twin"].get("router_skew", 0),
+        quants=EXP.quants,
+        engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     script:
         "../scripts/twin_model.py"
 
 
 rule hf_download:
-    params:
-        repo=lambda w: config["models"][w.model]["hf"]["repo"],
-        revision=lambda w: config["models"][w.model]["hf"]["revision"],
     output:
         info="results/hf/{model}/{tag}/download.json",
     log:
         "results/logs/hf_download/{model}-{tag}.log",
     wildcard_constraints:
         tag=r"hf-[A-Za-z0-9._-]+",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        repo=lambda w: config["models"][w.model]["hf"]["repo"],
+        revision=lambda w: config["models"][w.model]["hf"]["revision"],
     script:
         "../scripts/hf_download.py"
 
 
 rule converted_model:
-    params:
-        spec=lambda w: config["models"][w.model]["spec"],
-        weights=lambda w: EXP.models[w.model].weights,
-        quants=EXP.quants,
-        engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     input:
         unpack(lambda w: EXP.weights_rule_input(w.model)),
         source=f"results/engine/{EXP.models_engine_id}/source.json",
@@ -60,6 +59,13 @@ rule converted_model:
         "results/logs/converted_model/{model}-{tag}.log",
     wildcard_constraints:
         tag=r"(hf|local)-[A-Za-z0-9._-]+",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: lambda w: min(max(workflow.cores, 1), 4)
+    params:
+        spec=lambda w: config["models"][w.model]["spec"],
+        weights=lambda w: EXP.models[w.model].weights,
+        quants=EXP.quants,
+        engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     script:
         "../scripts/converted_model.py"

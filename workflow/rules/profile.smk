@@ -4,19 +4,14 @@
 
 def profiler_build(w):
     if "edgemoe-profile" not in EXP.engine["targets"]:
-        raise WorkflowError(f"profiling needs engines.{EXP.engine_id}.targets to include edgemoe-profile "
-                            "(and the node-timing patch in engines.<id>.patches)")
+        raise WorkflowError(
+            f"profiling needs engines.{EXP.engine_id}.targets to include edgemoe-profile "
+            "(and the node-timing patch in engines.<id>.patches)"
+        )
     return paths.build_info(w.engine, w.device)
 
 
 rule profile_cell:
-    params:
-        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/profile",
-        device=lambda w: EXP.devices[w.device],
-        settings=config["profiling"],
-        use_mmap=EXP.use_mmap,
-        timeout_s=EXP.timeout_s,
-        lock=paths.BENCH_LOCK,
     input:
         build=profiler_build,
         gguf="results/models/{model}/{tag}/{quant}.gguf",
@@ -28,9 +23,18 @@ rule profile_cell:
         layers="results/profile/{device}/{engine}/{model}/{tag}/{quant}/layers.csv",
     log:
         "results/profile/{device}/{engine}/{model}/{tag}/{quant}/stderr.log",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: all_cores
     resources:
         bench=1,
+    params:
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/profile",
+        device=lambda w: EXP.devices[w.device],
+        settings=config["profiling"],
+        use_mmap=EXP.use_mmap,
+        timeout_s=EXP.timeout_s,
+        lock=paths.BENCH_LOCK,
     script:
         "../scripts/profile_cell.py"
 
@@ -44,13 +48,6 @@ def depth_build(w):
 
 
 rule depth_cell:
-    params:
-        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.test}",
-        device=lambda w: EXP.devices[w.device],
-        settings=config["depth"],
-        use_mmap=EXP.use_mmap,
-        timeout_s=EXP.timeout_s,
-        lock=paths.BENCH_LOCK,
     input:
         build=depth_build,
         gguf="results/models/{model}/{tag}/{quant}.gguf",
@@ -63,8 +60,17 @@ rule depth_cell:
         "results/depth/{device}/{engine}/{model}/{tag}/{quant}/{test}.stderr.log",
     wildcard_constraints:
         test=r"depth\d+[-a-z0-9_]*",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: all_cores
     resources:
         bench=1,
+    params:
+        cell_id=lambda w: f"{w.device}/{w.engine}/{w.model}/{w.tag}/{w.quant}/{w.test}",
+        device=lambda w: EXP.devices[w.device],
+        settings=config["depth"],
+        use_mmap=EXP.use_mmap,
+        timeout_s=EXP.timeout_s,
+        lock=paths.BENCH_LOCK,
     script:
         "../scripts/depth_cell.py"

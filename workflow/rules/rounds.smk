@@ -17,17 +17,26 @@ DEPTH_IN_ROUNDS = bool(ROUNDS["enabled"] and config.get("depth", {}).get("enable
 try:
     DESIGN = RoundsDesign(
         ROUNDS,
-        cells=[Cell(m, q, t) for m in EXP.models for q in EXP.quants
-               for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else [])]],
+        cells=[
+            Cell(m, q, t)
+            for m in EXP.models
+            for q in EXP.quants
+            for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else [])]
+        ],
         every={t.name: t.every for t in EXP.tests.values()},
-        identity=[EXP.use_mmap, {m: EXP.models[m].weights_tag for m in EXP.models},
-                  {t: EXP.tests[t] for t in EXP.tests}, config["depth"] if DEPTH_IN_ROUNDS else None],
+        identity=[
+            EXP.use_mmap,
+            {m: EXP.models[m].weights_tag for m in EXP.models},
+            {t: EXP.tests[t] for t in EXP.tests},
+            config["depth"] if DEPTH_IN_ROUNDS else None,
+        ],
         pairs=headline_pairs({m: EXP.models[m].family for m in EXP.models}, EXP.baseline, ROUNDS["target_pairs"]),
     )
 except ConfigError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
-ROUND_STEM = paths.round_cell_stem("{device}", "{engine}", DESIGN.id, "{round}", "{model}", "{tag}", "{quant}",
-                                   "{test}")
+ROUND_STEM = paths.round_cell_stem(
+    "{device}", "{engine}", DESIGN.id, "{round}", "{model}", "{tag}", "{quant}", "{test}"
+)
 
 
 def rounds_done_file(device=None):
@@ -52,8 +61,11 @@ def round_cell_input(w):
         inputs.pop("bandwidth")
     after = DESIGN.predecessor(int(w.round), Cell(w.model, w.quant, w.test))
     if after is not None:
-        prev = (round_decision_file(w.device, w.engine, after.round) if after.cell is None
-                else round_cell_file(w.device, w.engine, after.round, after.cell))
+        prev = (
+            round_decision_file(w.device, w.engine, after.round)
+            if after.cell is None
+            else round_cell_file(w.device, w.engine, after.round, after.cell)
+        )
         inputs["after"] = ancient(prev)
     return inputs
 
@@ -61,8 +73,13 @@ def round_cell_input(w):
 def round_fields(w):
     """What a round cell's records say about its round."""
     k = int(w.round)
-    return {"round": k, "round_position": DESIGN.position(k, Cell(w.model, w.quant, w.test)),
-            "round_seed": DESIGN.seed, "round_design": DESIGN.id, "warmup": DESIGN.is_warmup(k)}
+    return {
+        "round": k,
+        "round_position": DESIGN.position(k, Cell(w.model, w.quant, w.test)),
+        "round_seed": DESIGN.seed,
+        "round_design": DESIGN.id,
+        "warmup": DESIGN.is_warmup(k),
+    }
 
 
 def round_records_upto(device, engine, k):
@@ -98,51 +115,55 @@ def other_device_rounds_done():
 
 
 rule round_cell:
-    params:
-        **CELL_PARAMS,
-        cell_id=lambda w: cell_id(w, f"/r{w.round}"),
-        repetitions=lambda w: EXP.tests[w.test].repetitions or DESIGN.repetitions,
-        rounds=round_fields,
     input:
         unpack(round_cell_input),
     output:
-        records=ROUND_STEM + ".jsonl",
-        raw=ROUND_STEM + ".llama-bench.jsonl",
+        records=f"{ROUND_STEM}.jsonl",
+        raw=f"{ROUND_STEM}.llama-bench.jsonl",
     log:
-        ROUND_STEM + ".stderr.log",
+        f"{ROUND_STEM}.stderr.log",
     wildcard_constraints:
         round=r"\d{3}",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: all_cores
     resources:
         bench=1,
+    params:
+        **CELL_PARAMS,
+        cell_id=lambda w: cell_id(w, w.round),
+        repetitions=lambda w: EXP.tests[w.test].repetitions or DESIGN.repetitions,
+        rounds=round_fields,
     script:
         "../scripts/bench_cell.py"
 
 
 rule round_depth_cell:
     """A depth cell inside the rounds (workflow/scripts/depth_cell.py with the round's fields)."""
+    input:
+        unpack(round_cell_input),
+    output:
+        records=f"{ROUND_STEM}.jsonl",
+        summary=f"{ROUND_STEM}.summary.json",
+        raw=directory(f"{ROUND_STEM}.raw"),
+    log:
+        f"{ROUND_STEM}.stderr.log",
+    wildcard_constraints:
+        round=r"\d{3}",
+        test=r"depth\d+[-a-z0-9_]*",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: all_cores
+    resources:
+        bench=1,
     params:
-        cell_id=lambda w: cell_id(w, f"/r{w.round}"),
+        cell_id=lambda w: cell_id(w, w.round),
         device=lambda w: EXP.devices[w.device],
         settings=config["depth"],
         use_mmap=EXP.use_mmap,
         timeout_s=EXP.timeout_s,
         lock=paths.BENCH_LOCK,
         rounds=round_fields,
-    input:
-        unpack(round_cell_input),
-    output:
-        records=ROUND_STEM + ".jsonl",
-        summary=ROUND_STEM + ".summary.json",
-        raw=directory(ROUND_STEM + ".raw"),
-    log:
-        ROUND_STEM + ".stderr.log",
-    wildcard_constraints:
-        round=r"\d{3}",
-        test=r"depth\d+[-a-z0-9_]*",
-    threads: all_cores
-    resources:
-        bench=1,
     script:
         "../scripts/depth_cell.py"
 
@@ -151,19 +172,21 @@ ruleorder: round_depth_cell > round_cell
 
 
 checkpoint round_decision:
-    params:
-        round=lambda w: int(w.round),
-        order=lambda w: [str(c) for c in DESIGN.order(int(w.round))],
-        settings=ROUNDS,
-        pairs=DESIGN.pairs,
     input:
         records=lambda w: round_records_upto(w.device, w.engine, w.round),
     output:
         decision=paths.round_decision("{device}", "{engine}", DESIGN.id, "{round}"),
     log:
-        paths.round_dir("{device}", "{engine}", DESIGN.id, "{round}") + "/decision.log",
+        paths.round_decision("{device}", "{engine}", DESIGN.id, "{round}", "log"),
     wildcard_constraints:
         round=r"\d{3}",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        round=lambda w: int(w.round),
+        order=lambda w: [str(c) for c in DESIGN.order(int(w.round))],
+        settings=ROUNDS,
+        pairs=DESIGN.pairs,
     script:
         "../scripts/round_decision.py"
 
@@ -173,11 +196,15 @@ rule rounds_all:
     input:
         decisions=lambda w: round_decisions(),
         records=lambda w: round_records_upto(EXP.device_id, EXP.engine_id, len(round_decisions()) - 1),
+    output:
+        rounds_done_file(),
+    log:
+        f"results/logs/rounds_all/{EXP.device_id}-{DESIGN.id}.log",
+    conda:
+        "../../envs/pipeline.yaml"
     params:
         device=EXP.device_id,
         engine=EXP.engine_id,
         design=DESIGN.id,
-    output:
-        rounds_done_file(),
     script:
         "../scripts/rounds_done.py"

@@ -12,7 +12,8 @@ out_dir = Path(snakemake.output.ggufs[0]).parent
 engine_src = Path(snakemake.input.source).parent / "source"
 quantize_exe = binary(snakemake.input.tools, "llama-quantize")
 if p.weights == "local" and Path(snakemake.input.local).suffix == ".gguf":
-    make_local_gguf(w.model, p.spec, Path(snakemake.input.local), p.quants, out_dir, quantize_exe, snakemake.threads)
+    make_local_gguf(w.model, p.spec, Path(snakemake.input.local), p.quants, out_dir, quantize_exe, snakemake.threads,
+                    engine_src)
 else:
     download = json.loads(Path(snakemake.input.download).read_text()) if p.weights == "hf" else None
     hf_dir = Path(snakemake.input.download).parent / "snapshot" if download else Path(snakemake.input.local)

@@ -14,6 +14,6 @@ summary, records = run_fidelity(
     Path(p.real), out.parent / "work", binary(snakemake.input.tools, "llama-quantize"),
     binary(snakemake.input.build, "llama-bench"), json.loads(Path(snakemake.input.build).read_text()),
     p.device, snakemake.wildcards.device, p.rounds, p.n_prompt, p.n_gen, p.seed, p.use_mmap, p.timeout_s,
-    Path(p.lock))
+    Path(p.lock), engine_src=Path(snakemake.input.tools).parents[2] / "source")  # results/engine/<id>/source
 write_jsonl(snakemake.output.records, records)
 atomic_write_json(out, summary)

@@ -4,15 +4,15 @@
 Runs two llama-bench binaries of the same llama.cpp commit, one built with the node-timing patch
 (profiling off, as llama-bench never enables it) and one unpatched, on the same GGUF, alternating
 them for K rounds (order flipped every round: AB, BA, AB, ... so slow drift cancels). Each run is
-one llama-bench tg test. Prints, and optionally writes as JSON, the median of the paired ratios
-patched/unpatched (tokens per second) with a percentile-bootstrap 95% interval of that median, and
-the same for the CPU seconds each run used (user+sys from wait4; >1 means the patched build costs
+one llama-bench tg test. Prints, and optionally writes as JSON, the paired ratio patched/unpatched
+(tokens per second; edgemoe.paired, the project's one A/B comparison: median of per-round ratios,
+distribution-free interval), and the same for the CPU seconds each run used (user+sys from wait4; >1 means the patched build costs
 more). On a shared, busy VM the tokens/s ratio is noisy; with -t 1 the CPU-time ratio is a steadier
 proxy (it includes the model load, the same in both builds, which dilutes it slightly).
 
 A ratio of 1.0 means no cost; below 1.0 the patched build is slower.
 
-Standalone: numpy only; no Snakemake.
+    python tools/profiler_overhead.py --patched <build>/bin/llama-bench --unpatched <build>/bin/llama-bench -m <gguf>
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from edgemoe.paired import Arm, alternate, compare
 
 
 def run_bench(binary: str, model: str, n_gen: int, reps: int, threads: int, extra: list[str],
@@ -58,15 +61,6 @@ def run_bench(binary: str, model: str, n_gen: int, reps: int, threads: int, extr
     return float(samples.max() if sample_stat == "max" else np.median(samples)), cpu_s
 
 
-def bootstrap_median_ci(x: np.ndarray, n_boot: int = 10000, ci: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    meds = np.median(x[idx], axis=1)
-    a = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(meds, [a, 1.0 - a])
-    return float(lo), float(hi)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patched", required=True, help="llama-bench built with the node-timing patch")
@@ -79,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-stat", choices=("avg", "max", "median"), default="avg",
                     help="per run, tokens/s from llama-bench's -r samples: avg (llama-bench's), max, median")
     ap.add_argument("--extra", default="", help="extra llama-bench arguments, one string (e.g. '-mmp 0')")
-    ap.add_argument("--n-boot", type=int, default=10000)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the result (with every pair) to this path")
     a = ap.parse_args(argv)
 
@@ -95,27 +87,24 @@ def main(argv: list[str] | None = None) -> int:
     run_bench(a.patched, a.model, a.n_gen, 1, a.threads, extra)
     run_bench(a.unpatched, a.model, a.n_gen, 1, a.threads, extra)
 
-    pairs = []
-    for k in range(a.rounds):
-        order = ("patched", "unpatched") if k % 2 == 0 else ("unpatched", "patched")
-        res, cpu = {}, {}
-        for which in order:
-            res[which], cpu[which] = run_bench(getattr(a, which), a.model, a.n_gen, a.reps, a.threads, extra,
-                                               a.sample_stat)
-        ratio = res["patched"] / res["unpatched"]
-        cpu_ratio = cpu["patched"] / cpu["unpatched"]
-        pairs.append({"round": k, "order": "".join(o[0].upper() for o in order), **res, "ratio": ratio,
-                      "cpu_s_patched": cpu["patched"], "cpu_s_unpatched": cpu["unpatched"], "cpu_ratio": cpu_ratio})
-        print(f"round {k:2d} {pairs[-1]['order']}: patched {res['patched']:8.2f} t/s  "
-              f"unpatched {res['unpatched']:8.2f} t/s  ratio {ratio:.4f}  cpu-time ratio {cpu_ratio:.4f}",
-              file=sys.stderr, flush=True)
+    cpu: dict[tuple[str, int], float] = {}
 
-    r = np.array([p["ratio"] for p in pairs])
-    med = float(np.median(r))
-    lo, hi = bootstrap_median_ci(r, n_boot=a.n_boot, seed=a.seed) if r.size > 1 else (med, med)
-    rc_ = np.array([p["cpu_ratio"] for p in pairs])
-    cmed = float(np.median(rc_))
-    clo, chi = bootstrap_median_ci(rc_, n_boot=a.n_boot, seed=a.seed) if rc_.size > 1 else (cmed, cmed)
+    def arm(which: str) -> Arm:
+        def run(k: int) -> list[float]:
+            ts, cpu[which, k] = run_bench(getattr(a, which), a.model, a.n_gen, a.reps, a.threads, extra, a.sample_stat)
+            return [ts]
+
+        return Arm(which, run)
+
+    rows = alternate([arm("patched"), arm("unpatched")], a.rounds, on_round=lambda k, m: print(
+        f"round {k:2d}: patched {m['patched']:8.2f} t/s  unpatched {m['unpatched']:8.2f} t/s  "
+        f"ratio {m['patched'] / m['unpatched']:.4f}", file=sys.stderr, flush=True))
+    est = compare(rows, "patched", "unpatched")
+    cpu_rows = pd.DataFrame([{"arm": w, "round": k, "value": v} for (w, k), v in cpu.items()])
+    cpu_est = compare(cpu_rows, "patched", "unpatched")
+    med, lo, hi = est.value, est.lo, est.hi
+    cmed, clo, chi = cpu_est.value, cpu_est.lo, cpu_est.hi
+    pairs = rows.pivot_table(index="round", columns="arm", values="value").reset_index().to_dict("records")
     out = {
         "model": a.model, "patched": a.patched, "unpatched": a.unpatched, "rounds": a.rounds,
         "n_gen": a.n_gen, "reps": a.reps, "threads": a.threads, "extra": extra, "sample_stat": a.sample_stat,
