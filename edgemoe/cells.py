@@ -63,7 +63,8 @@ def cell_warnings(samples: list, load_before: float, power_mode: str | None,
                   result: ProcessResult | None = None) -> list[str]:
     """Reasons to distrust a cell: a busy host (before or during), steal, throttling, the wrong
     power mode."""
-    from edgemoe.sampling import jetson_power_mode, throttle_summary
+    from edgemoe.device_tools import jetson_power_mode
+    from edgemoe.thermal import throttle_summary
 
     out = []
     cpus = os.cpu_count() or 1
@@ -182,13 +183,10 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     """Run the cell under the bench lock; return its records (one per repetition, or one failure)."""
     import json
 
-    from edgemoe.sampling import (
-        NullSampler,
-        energy_joules,
-        idle_baseline_watts,
-        make_sampler,
-        peak_temperature,
-    )
+    from edgemoe.energy import energy_joules, idle_baseline_watts
+    from edgemoe.samplers import make_sampler
+    from edgemoe.telemetry import NullSampler
+    from edgemoe.thermal import peak_temperature
 
     cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen, spec.repetitions,
                              spec.threads, spec.n_gpu_layers, spec.use_mmap, extra=spec.extra_args)
