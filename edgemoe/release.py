@@ -21,13 +21,17 @@ def data_kinds(path: Path | str) -> set[str]:
     """What a release holds, for the DAG to build only the figures it has data for: its record
     kinds (bench, profile, depth) and 'rounds' where bench rows carry a round (a scan of the
     file: releases are kilobytes)."""
-    kinds = set()
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            r = json.loads(line)
-            kinds.add(r["kind"])
-            if r["kind"] == "bench" and r.get("round") is not None:
-                kinds.add("rounds")
+    kinds, n = set(), 0
+    try:
+        with gzip.open(path, "rt") as f:
+            for n, line in enumerate(f, start=1):
+                r = json.loads(line)
+                kinds.add(r["kind"])
+                if r["kind"] == "bench" and r.get("round") is not None:
+                    kinds.add("rounds")
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}:{n + 1}: not a release's run records ({type(e).__name__}: {e}); "
+                         "restore the release from git (git checkout -- data/released)") from None
     return kinds
 
 

@@ -28,7 +28,10 @@ def run_table_kinds():
         kinds |= {"depth"} if config.get("depth", {}).get("enabled") else set()
         kinds |= {"rounds"} if ROUNDS["enabled"] else set()
     if EXP.release_file:
-        kinds |= data_kinds(EXP.release_file)
+        try:
+            kinds |= data_kinds(EXP.release_file)
+        except ValueError as e:
+            raise WorkflowError(f"Release error: {e}") from None
     return kinds
 
 
