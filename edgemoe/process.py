@@ -168,6 +168,9 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
                 if result_lines and results == result_lines and pmd[0] is None:
                     try:
                         os.kill(proc.pid, signal.SIGSTOP)
+                    except ProcessLookupError:  # already exited and reaped: nothing to read
+                        continue
+                    try:
                         pmd[0] = _file_pmd_mapped(proc.pid)
                         hwm.append(_peak_rss(proc.pid))
                     finally:
