@@ -134,8 +134,10 @@ def test_interrupted_run_resumes_without_duplicates(work, smoke_run, sig):
     logs = lambda: list((work / "results/cells").rglob("pp64-tg16.stderr.log"))  # noqa: E731
     started = max(p.stat().st_mtime for p in logs())
     cmd = [sys.executable, "-m", "snakemake", "--cores", "4", "figures/all", *SMOKE, "--forcerun", "bench_cell"]
+    # SIGINT back to its default: a test run in the background (`cmd &`) inherits it ignored, and
+    # Python then never raises KeyboardInterrupt
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while len([p for p in logs() if p.stat().st_mtime > started]) < 2:  # the second forced cell is measuring
         assert time.monotonic() < deadline and proc.poll() is None, "no forced cell started: nothing to interrupt"
