@@ -23,19 +23,18 @@ def measure_stream(exe: Path, threads: int, array_mib: int = 1024, repetitions: 
 
 def weight_bytes_per_token(gguf_path: Path | str) -> int:
     """Bytes of weights a decode step reads: every tensor, except the token embedding when it is
-    only looked up (an untied output matrix exists), and only the used share of stacked experts."""
-    from gguf import GGUFReader
+    only looked up (an untied output matrix exists), and only the used share of stacked experts.
+    From the header alone (edgemoe.modelcheck: milliseconds, where gguf-py's reader took seconds
+    per cell parsing the vocabulary, time that counted against the rounds' budget)."""
+    from edgemoe.modelcheck import read_gguf_header
 
-    r = GGUFReader(gguf_path)
-    arch = r.fields["general.architecture"].contents()
-    used = r.fields.get(f"{arch}.expert_used_count")
-    count = r.fields.get(f"{arch}.expert_count")
-    share = used.contents() / count.contents() if used and count else 1.0
-    names = {t.name for t in r.tensors}
+    h = read_gguf_header(gguf_path, keep=lambda key: not key.startswith("tokenizer."))
+    used, count = h.kv.get(f"{h.arch}.expert_used_count"), h.kv.get(f"{h.arch}.expert_count")
+    share = used / count if used and count else 1.0
+    names = {t.name for t in h.tensors}
     total = 0
-    for t in r.tensors:
-        n = int(t.n_bytes)
+    for t in h.tensors:
         if t.name == "token_embd.weight" and "output.weight" in names:
             continue
-        total += int(n * share) if "_exps." in t.name else n
+        total += int(t.nbytes * share) if "_exps." in t.name else t.nbytes
     return total
