@@ -199,7 +199,8 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
             if r["params_active"] != r["params_total"]:
                 ax_p.annotate("", (r["params_total"] / 1e9, r["value"]), (r["params_active"] / 1e9, r["value"]),
                               arrowprops=dict(arrowstyle="-", color=c, ls=":"))
-        top = max(d["hi"].replace(np.inf, np.nan).max() * 1.4, 1) if len(d) else 1
+        finite = pd.concat([d["value"], d["hi"]]).replace([np.inf, -np.inf], np.nan).dropna()
+        top = max(float(finite.max()) * 1.4, 1.0) if len(finite) else 1.0  # an infinite interval sets no limit
         bw = d["device_read_gbs"].dropna()
         if len(bw) and d["weight_bytes_per_token"].notna().any():
             gb = d["weight_bytes_per_token"].dropna() / 1e9

@@ -3,6 +3,7 @@ atomic saving, and the error for a figure asked for with no data."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -57,8 +58,13 @@ def failed_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def interval_bar(ax, y, e, horizontal=True, **kw):
-    """A marker with its interval as error bar, from an estimate row (value, lo, hi)."""
-    err = [[e["value"] - e["lo"]], [e["hi"] - e["value"]]]
+    """A marker with its interval as error bar, from an estimate row (value, lo, hi). An unbounded
+    interval (too few rounds) draws no whisker; the figure's CSV says [-inf, inf]."""
+
+    def arm(d):
+        return d if math.isfinite(d) else float("nan")
+
+    err = [[arm(e["value"] - e["lo"])], [arm(e["hi"] - e["value"])]]
     if horizontal:
         ax.errorbar(e["value"], y, xerr=err, **kw)
     else:

@@ -138,3 +138,15 @@ def test_block_design_estimates_say_so():
     assert set(est["design"]) == {"block"}
     assert set(est["method"]) == {"block-median", "block-ratio"}
     assert E.pick(est, "ratio", model="a", reference="b").value == pytest.approx(0.5)
+
+
+def test_figures_draw_unbounded_intervals_of_too_few_rounds(tmp_path):
+    path = ROOT / "data/released" / RELEASES["rounds"] / "runs.jsonl.gz"
+    runs = merge([(str(path), read_jsonl(path))]).to_pandas()
+    runs = runs[runs["round"].isna() | (runs["round"] <= 1)]  # two rounds: no finite 95% interval
+    for name in ("throughput", "gap", "roofline", "energy", "memory", "drift"):
+        kw = {"baseline": BASE} if name == "gap" else {}
+        drawn = _draw(name, runs, tmp_path, **kw)
+        assert len(drawn) or name == "energy"
+        if "hi" in drawn.columns and len(drawn):
+            assert np.isinf(drawn["hi"]).all()

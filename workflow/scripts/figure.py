@@ -16,6 +16,8 @@ draw = getattr(figures, p.function)
 extra = {"baseline": p.baseline} if "baseline" in inspect.signature(draw).parameters else {}
 drawn = draw(runs, p.models, style=snakemake.input.style, out_paths=[out.png, out.pdf], **extra)
 atomic_write_text(out.csv, drawn.to_csv(index=False, float_format="%.6g"))
-methods = sorted(set(drawn["method"])) if "method" in drawn.columns else []
+# the estimate methods of the numbers drawn: a column per mark, or a ';'-joined one (depth table rows)
+column = "methods" if "methods" in drawn.columns else "method" if "method" in drawn.columns else None
+methods = sorted({m for ms in drawn[column].dropna() for m in str(ms).split(";") if m}) if column else []
 atomic_write_text(out.caption, Path(p.about).read_text().strip() + "\n\n"
                   + (describe(methods, warmup_rows(runs)) + "\n" if methods else ""))
