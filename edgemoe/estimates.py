@@ -44,6 +44,7 @@ METHODS = {
                                          "interval (rounds, then repetitions inside each round)",
     "rounds-ratio/two-level-bootstrap": "median over rounds of the ratio paired inside each round, 95% two-level "
                                         "bootstrap interval (rounds, then repetitions inside each round)",
+    "steps-mean": "mean over profiled decode steps with a 95% percentile-bootstrap interval over steps",
 }
 
 
@@ -248,6 +249,18 @@ def pick(est: pd.DataFrame, quantity: str, **keys) -> Estimate:
     return Estimate(float(r["value"]), float(r["lo"]), float(r["hi"]), int(r["n"]))
 
 
+def step_mean(per_step) -> Estimate:
+    """A per-decode-step quantity of profile cells (the routing share of MoE-block time): the mean
+    over steps, with the percentile bootstrap over steps (stats.bootstrap_ci)."""
+    from edgemoe.stats import bootstrap_ci
+
+    x = np.asarray([v for v in per_step if v is not None and np.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return NAN
+    lo, hi = bootstrap_ci(x)
+    return Estimate(float(x.mean()), lo, hi, int(x.size))
+
+
 def describe(methods: Iterable[str], warmup_excluded: int = 0) -> str:
     """One sentence per interval method used, for captions and table notes."""
     out = []
@@ -263,4 +276,4 @@ def describe(methods: Iterable[str], warmup_excluded: int = 0) -> str:
 
 __all__ = ["COLUMNS", "GROUP", "INTERVALS", "METHODS", "baseline_pairs", "describe", "estimates", "halfwidth",
            "in_rounds", "medians", "paired_ratio", "paired_values", "per_round", "pick", "ratios", "round_median",
-           "two_level_bootstrap", "usable", "warmup_rows"]
+           "step_mean", "two_level_bootstrap", "usable", "warmup_rows"]

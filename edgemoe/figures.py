@@ -285,7 +285,8 @@ CLASS_COLOURS = {"routing": "#d62728", "expert": "#ff7f0e", "attention": "#1f77b
 def breakdown_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
     """Where decode time goes: stacked share of node time per class, one bar per model and device;
     the MoE bars are annotated with the routing share of MoE-block time and its interval."""
-    from edgemoe.tables import NODE_CLASSES, breakdown_table
+    from edgemoe.nodes import CLASSES as NODE_CLASSES
+    from edgemoe.tables import breakdown_table
 
     plt.style.use(style)
     t = breakdown_table(runs)

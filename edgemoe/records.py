@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edgemoe.files import atomic_path
+from edgemoe.nodes import CLASSES as NODE_CLASSES
 
 STATUSES = ("ok", "oom", "crash", "timeout")
 
@@ -115,7 +116,7 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("cuda_graphs_off", B, False, "profile cells on CUDA: CUDA graphs were off while timing nodes"),
     ("node_coverage", F, False, "profile cells: sum of node times / wall time of the decode step"),
     *[(f"node_ns_{c}", I, False, f"profile cells: ns of the decode step in {c} nodes (edgemoe/nodes.py classes)")
-      for c in ("routing", "expert", "attention", "norm", "dense_ffn", "lm_head", "noop", "other")],
+      for c in NODE_CLASSES],
     ("stderr_tail", S, False, "last lines of llama-bench's stderr (failed cells)"),
     ("raw_output", S, False, "path of the raw llama-bench output kept beside the record"),
 ]

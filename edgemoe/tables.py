@@ -9,6 +9,7 @@ import pandas as pd
 
 from edgemoe.files import atomic_write_text
 from edgemoe import estimates as E
+from edgemoe.nodes import CLASSES
 from edgemoe.stats import NAN
 
 KEYS = E.GROUP
@@ -118,16 +119,14 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-NODE_CLASSES = ("routing", "expert", "attention", "norm", "dense_ffn", "lm_head", "noop", "other")
+NODE_CLASSES = CLASSES  # edgemoe/nodes.py defines them
 
 
 def breakdown_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Where decode time goes (profile cells): per device, model and quant, the mean over decode
     steps of each node class's share of the step's node time, the coverage (node time / wall time),
-    and the routing share of MoE-block time, routing / (routing + expert), with a 95% bootstrap
-    interval over steps."""
-    from edgemoe.stats import bootstrap_ci
-
+    and the routing share of MoE-block time, routing / (routing + expert), as estimates.step_mean
+    gives it (mean over steps, 95% bootstrap interval over steps)."""
     prof = runs[(runs["kind"] == "profile") & (runs["status"] == "ok")]
     rows = []
     for (device, engine, model, quant), g in prof.groupby(["device", "engine", "model", "quant"], sort=False):
@@ -135,13 +134,13 @@ def breakdown_table(runs: pd.DataFrame) -> pd.DataFrame:
         share = ns.div(ns.sum(axis=1), axis=0).mean()
         moe = ns["node_ns_routing"] + ns["node_ns_expert"]
         per_step = (ns["node_ns_routing"] / moe.where(moe > 0)).dropna()
-        lo, hi = bootstrap_ci(per_step) if len(per_step) else (np.nan, np.nan)
+        routing = E.step_mean(per_step)
         rows.append({"device": device, "engine": engine, "model": model, "family": g["model_family"].iloc[0],
                      "quant": quant, "steps": len(g), "backend": g["backend"].iloc[0],
                      **{f"share_{c}": share[f"node_ns_{c}"] for c in NODE_CLASSES},
                      "coverage_median": g["node_coverage"].median(),
-                     "routing_share_of_moe": per_step.mean() if len(per_step) else np.nan,
-                     "routing_lo": lo, "routing_hi": hi,
+                     "routing_share_of_moe": routing.value, "routing_lo": routing.lo, "routing_hi": routing.hi,
+                     "method": "steps-mean",
                      "decode_tok_s_median": g["tokens_per_s"].median()})
     return pd.DataFrame(rows)
 
