@@ -128,6 +128,11 @@ class RoundsDesign:
         counted = k - self.warmup_rounds
         return [c for c in self.cells if counted % self.every[c.test] == 0]
 
+    def rounds_like(self, k: int, upto: int) -> list[int]:
+        """Rounds 0..upto that run the same cells as round k (to foresee round k's duration)."""
+        cells = self.cells_of(k)
+        return [j for j in range(int(upto) + 1) if self.cells_of(j) == cells]
+
     def order(self, k: int) -> list[Cell]:
         k = int(k)
         full = (round_order(self.cells, self.seed + 1, k, "shuffled") if self.is_warmup(k)

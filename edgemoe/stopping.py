@@ -47,7 +47,7 @@ def ratio_table(df: pd.DataFrame, pairs: Iterable[tuple[str, str]], phase: str =
 def decide(df: pd.DataFrame, target_halfwidth: float | None, budget_s: float | None,
            started_utc: str | None = None, pairs: Iterable[tuple[str, str]] = (), *,
            min_rounds: int = 3, max_rounds: int | None = None, phase: str = "tg",
-           interval: str = "order-statistic") -> dict[str, Any]:
+           interval: str = "order-statistic", like_next: Iterable[int] | None = None) -> dict[str, Any]:
     """Whether another round should run, from the records of the rounds so far.
 
     Stops with reason 'target met' when every pair's ratio (in every quant/test) has
@@ -57,7 +57,9 @@ def decide(df: pd.DataFrame, target_halfwidth: float | None, budget_s: float | N
     Time used: with `started_utc`, wall time from it to the last cell's end; without it (the
     pipeline's choice, so that an interruption costs no budget), the sum of the rounds' durations.
     A pair whose models never both measured ok (a cell that crashes or does not fit) cannot meet
-    any target: it is listed under `unmeasurable` and left out of the target."""
+    any target: it is listed under `unmeasurable` and left out of the target. The next round's
+    duration is foreseen from the last of the rounds `like_next` names (those with the next round's
+    cells: a prefill round every Nth is not the next round's length), else from the last round."""
     if "round" not in df.columns or df["round"].notna().sum() == 0:
         raise ValueError("decide: no round records")
     rounds = sorted({int(k) for k in df["round"].dropna()})
@@ -72,7 +74,8 @@ def decide(df: pd.DataFrame, target_halfwidth: float | None, budget_s: float | N
         used = (max(map(_utc, df["cell_end_utc"])) - _utc(started_utc)).total_seconds()
     else:
         used = float(sum(durations.values()))
-    next_round = durations[rounds[-1]]
+    alike = [k for k in (like_next or []) if k in durations]
+    next_round = durations[alike[-1]] if alike else durations[rounds[-1]]
     target_met = (target_halfwidth is not None and len(measured) > 0 and n >= min_rounds
                   and worst <= target_halfwidth)
     if target_met:
@@ -99,7 +102,7 @@ def decide(df: pd.DataFrame, target_halfwidth: float | None, budget_s: float | N
     return {
         "continue": go, "reason": reason, "rounds_done": len(rounds), "counted_rounds": n,
         "last_round": rounds[-1], "target_halfwidth": target_halfwidth, "worst_halfwidth": _f(worst),
-        "phase": phase, "interval": interval, "budget_s": budget_s, "used_s": used, "last_round_s": next_round,
+        "phase": phase, "interval": interval, "budget_s": budget_s, "used_s": used, "last_round_s": durations[rounds[-1]], "next_round_s": next_round,
         "min_rounds": min_rounds, "max_rounds": max_rounds,
         "ratios": ratios_out,
         "unmeasurable": [f"{r['num']}/{r['den']} {r.get('quant', '')} {r.get('test', '')}".strip()

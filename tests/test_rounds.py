@@ -259,3 +259,16 @@ def test_drift_figure_writes_png_and_pdf(tmp_path):
     assert len(drawn) == 2 * 2 * 4  # models x phases x rounds
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("drift.png", "drift.pdf"))
     assert np.isfinite(per_model(d)["value"]).all()
+
+
+def test_a_long_prefill_round_does_not_end_the_budget_early():
+    # rounds of 40 s, every third one 120 s (a prefill round): after such a round the next is short
+    d = _sim(4, noise=0.2)
+    last = d["round"] == 3  # the last round ran 80 s longer (its cells' ends)
+    d.loc[last, "cell_end_utc"] = (pd.to_datetime(d.loc[last, "cell_end_utc"]) + pd.Timedelta(seconds=80)).map(
+        lambda t: t.isoformat())
+    assert decide(d, 0.02, 300, pairs=PAIRS)["reason"] == "budget spent"  # 240 used + 120 foreseen
+    out = decide(d, 0.02, 300, pairs=PAIRS, like_next=[0, 1, 2])  # the next round is like rounds 0-2
+    assert out["continue"] and out["next_round_s"] == pytest.approx(40) and out["last_round_s"] == pytest.approx(120)
+    des = design(CELLS + [Cell(c.model, c.quant, "pp") for c in CELLS], every={"t": 1, "pp": 3}, warmup_rounds=1)
+    assert des.rounds_like(5, upto=4) == [0, 2, 3]  # warm-up and counted 1, 2 have no pp; counted 3 (round 4) has

@@ -185,6 +185,7 @@ checkpoint round_decision:
     params:
         round=lambda w: int(w.round),
         order=lambda w: [str(c) for c in DESIGN.order(int(w.round))],
+        like_next=lambda w: DESIGN.rounds_like(int(w.round) + 1, upto=int(w.round)),
         settings=ROUNDS,
         pairs=DESIGN.pairs,
     script:

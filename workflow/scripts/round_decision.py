@@ -12,7 +12,7 @@ with open(snakemake.log[0], "w") as log:
     rows = [r for path in snakemake.input.records for r in read_jsonl(path)]
     d = decide(pd.DataFrame(rows), s["target_halfwidth"], s["budget_s"], None, [tuple(x) for x in p.pairs],
                min_rounds=s["min_rounds"], max_rounds=s["max_rounds"], phase=s["target_phase"],
-               interval=s["interval"])
+               interval=s["interval"], like_next=p.like_next)
     d.update(device=w.device, engine=w.engine, round=p.round, seed=s["seed"], order_mode=s["order"],
              order=list(p.order), records=list(snakemake.input.records))
     atomic_write_json(snakemake.output.decision, d)
