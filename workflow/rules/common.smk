@@ -21,7 +21,6 @@ except ConfigError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
 
 MEASURING = EXP.runs != "released"  # released data: no build, model or cell rule can match
-BENCH_LOCK = paths.BENCH_LOCK
 NOTHING = "(?!)"  # a wildcard constraint no value matches
 
 
@@ -34,10 +33,6 @@ wildcard_constraints:
     model="|".join(map(re.escape, EXP.models)),
     quant="|".join(map(re.escape, EXP.quants)),
     test="|".join(map(re.escape, [*EXP.tests, *EXP.depth_tests()])),
-
-
-def build_dir(variant):
-    return EXP.build_dir(variant)
 
 
 def patch_hashes(engine_id):

@@ -4,7 +4,7 @@
 rule fidelity:
     input:
         real=lambda w: ancient(config["fidelity"]["real"]),
-        build=lambda w: f"{build_dir(w.device)}/build-info.json",
+        build=lambda w: paths.build_info(EXP.engine_id, w.device),
         tools=ancient(f"results/engine/{EXP.engine_id}/build/tools/build-info.json"),
     output:
         summary="results/fidelity/{device}/summary.json",
@@ -25,7 +25,7 @@ rule fidelity:
         device=lambda w: EXP.devices[w.device],
         use_mmap=EXP.use_mmap,
         timeout_s=EXP.timeout_s,
-        lock=BENCH_LOCK,
+        lock=paths.BENCH_LOCK,
     script:
         "../scripts/fidelity.py"
 
