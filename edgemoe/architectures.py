@@ -8,6 +8,7 @@ the router and rope factors in F32, the rest in F16 before quantization.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class ArchSpec:
     n_expert: int = 0
     n_expert_used: int = 0
     vocab: str | None = None
+    pre_tokenizer: str | None = None  # default: the architecture's (PRE_TOKENIZER)
     rope_scaling: dict[str, Any] | None = None
     attn_logit_softcap: float | None = None
     final_logit_softcap: float | None = None
@@ -75,14 +77,23 @@ class ArchSpec:
     def is_moe(self) -> bool:
         return self.n_expert > 0
 
+    @property
+    def pre_tokenizer_name(self) -> str:
+        return self.pre_tokenizer or PRE_TOKENIZER[self.arch]
+
+    def to_config(self) -> dict[str, Any]:
+        """The `spec:` block this spec comes from (None fields left out): what a derived model's
+        twin job is given, and part of its identity."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "extra"}
+
     def check(self, model_id: str) -> None:
         where = f"models.{model_id}.spec"
         if self.is_moe and not (0 < self.n_expert_used <= self.n_expert):
             raise ValueError(f"{where}: n_expert_used must be in 1..n_expert")
         if self.arch == "olmoe" and not self.is_moe:
             raise ValueError(f"{where}: arch olmoe needs n_expert > 0")
-        if self.arch != "olmoe" and self.is_moe:
-            raise ValueError(f"{where}: only arch olmoe is supported as MoE here")
+        if self.arch not in ("olmoe", "llama") and self.is_moe:
+            raise ValueError(f"{where}: only arch olmoe and llama (Mixtral-style) are supported as MoE here")
         if self.arch in ("olmoe", "qwen2") and self.n_head * self.head_dim != self.n_embd:
             # llama.cpp creates q/o as n_embd x n_embd for these archs
             raise ValueError(f"{where}: {self.arch} needs n_head * head_dim == n_embd")

@@ -162,6 +162,7 @@ def base_record(spec: CellSpec, result: ProcessResult) -> dict[str, Any]:
         "is_twin": m["weights_source"] == "twin", "twin_seed": m.get("twin_seed"),
         "hf_repo": m.get("hf_repo"), "hf_revision": m.get("hf_revision"),
         "params_total": m["params_total"], "params_active": m["params_active"],
+        **{k: m.get(k) for k in ("derived_from", "arch", "ffn_experts", "ffn_experts_used", "ffn_width")},
         "kv_bytes_per_token": m.get("kv_bytes_per_token"), "quant": m["quant"], "gguf_sha256": m["gguf_sha256"], "gguf_bytes": m["gguf_bytes"],
         "test": spec.test, "n_prompt": spec.n_prompt, "n_gen": spec.n_gen, "n_threads": spec.threads,
         "n_gpu_layers": spec.n_gpu_layers, "use_mmap": spec.use_mmap, "n_repetitions": spec.repetitions,

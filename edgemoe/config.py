@@ -50,6 +50,13 @@ class Model:
     hf_repo: str | None
     hf_revision: str | None
     local_path: str | None
+    derived_from: str | None = None  # a counterfactual twin (edgemoe.counterfactuals): its base model
+    router_skew: float = 0.0  # twins: the router skew knob
+
+    @property
+    def spec_config(self) -> dict[str, Any]:
+        """The `spec:` block the model's files are made from (derived for counterfactuals)."""
+        return self.spec.to_config()
 
     @property
     def total_params(self) -> int:
@@ -147,11 +154,11 @@ class Experiment:
         self.device_id = None if self.runs == "released" else resolve_device(cfg, host_device)
         self.device = self.devices.get(self.device_id)
         exp = cfg["experiment"]
-        self.models = {m: self._model(m) for m in exp["models"]}
+        self.quants = list(exp["quants"])
+        self.models = {m: self._model(m) for m in self._model_ids(exp)}
         if exp["baseline"] not in self.models:
             raise ConfigError(f"experiment.baseline: {exp['baseline']!r} is not in experiment.models ({', '.join(self.models)})")
         self.baseline = exp["baseline"]
-        self.quants = list(exp["quants"])
         names = [t["name"] for t in exp["tests"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
@@ -175,8 +182,58 @@ class Experiment:
                       ceiling_bytes, p["energy_sampler"], p["temperature"], p["description"],
                       float(p.get("cooldown_s", 0)), p.get("power_mode"))
 
+    def _model_ids(self, exp: dict[str, Any]) -> list[str]:
+        """experiment.models, then each counterfactual family and the sweep's members (canonical ids,
+        each once: a sweep member equal to a family member is the same model and file)."""
+        from edgemoe import counterfactuals as cf
+
+        ids = list(exp["models"])
+        for base in exp.get("counterfactuals", []):
+            self._base_moe(base, "experiment.counterfactuals")
+            ids += cf.family(base)
+        if sweep := exp.get("sweep"):
+            spec = self._base_moe(sweep["base"], "experiment.sweep.base")
+            try:
+                ids += cf.sweep(sweep["base"], spec, sweep["n_expert"], sweep["n_expert_used"], self.quants)
+            except cf.DerivationError as e:
+                raise ConfigError(f"experiment.sweep: {e}") from None
+        return list(dict.fromkeys(ids))
+
+    def _base_moe(self, base: str, key: str) -> ArchSpec:
+        models = self.cfg["models"]
+        if base not in models:
+            raise ConfigError(f"{key}: unknown model {base!r}; allowed: {_choices(models)}")
+        try:
+            spec = ArchSpec.from_config(base, models[base]["spec"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+        if not spec.is_moe:
+            raise ConfigError(f"{key}: {base!r} is dense: counterfactual twins and sweeps derive from an MoE model")
+        return spec
+
+    def _derived(self, model_id: str) -> Model:
+        """A counterfactual twin: its base's seed and router skew, a derived spec, always twin weights
+        (a counterfactual has no trained weights, whatever `weights` says)."""
+        from edgemoe import counterfactuals as cf
+        from edgemoe.twins import GENERATOR_VERSION
+
+        base, _ = cf.split(model_id)
+        base_spec = self._base_moe(base, f"experiment.models ({model_id})")
+        try:
+            spec = cf.derive(model_id, base_spec, self.quants)
+        except cf.DerivationError as e:
+            raise ConfigError(f"experiment.models: {e}") from None
+        spec.check(model_id)
+        twin = self.cfg["models"][base]["twin"]
+        seed, skew = twin["seed"], twin.get("router_skew", 0)
+        tag = f"twin-s{seed}-{content_hash([spec.to_config(), skew, GENERATOR_VERSION])[:8]}"
+        family = "moe" if spec.is_moe else "dense"
+        return Model(model_id, family, spec, "twin", tag, seed, None, None, None, derived_from=base, router_skew=skew)
+
     def _model(self, model_id: str) -> Model:
         models = self.cfg["models"]
+        if "@" in model_id:
+            return self._derived(model_id)
         if model_id not in models:
             raise ConfigError(f"experiment.models: unknown model {model_id!r}; allowed: {_choices(models)}")
         m = models[model_id]
@@ -212,7 +269,7 @@ class Experiment:
         else:
             tag = "local-" + content_hash(m["local"])[:8]
         return Model(model_id, m["family"], spec, weights, tag, seed, hf.get("repo"), hf.get("revision"),
-                     m.get("local"))
+                     m.get("local"), router_skew=m["twin"].get("router_skew", 0))
 
     # ---- paths (edgemoe.paths) ---------------------------------------------------------------
     def build_dir(self, variant: str) -> str:
@@ -249,7 +306,9 @@ class Experiment:
     def profile_cells(self, device: str) -> list[str]:
         if not self.cfg.get("profiling", {}).get("enabled"):
             return []
-        return [f"{self.cell_dir('profile', device, m, q)}/profile.jsonl" for m in self.models for q in self.quants]
+        # Registry models only: where the original MoE's decode time goes; its counterfactuals' FFN is the point.
+        return [f"{self.cell_dir('profile', device, m, q)}/profile.jsonl" for m, model in self.models.items()
+                if model.derived_from is None for q in self.quants]
 
     def depths(self) -> list[int]:
         """The configured depths, capped so that every model's context holds the prompt and the

@@ -45,6 +45,15 @@ METHODS = {
     "rounds-ratio/two-level-bootstrap": "median over rounds of the ratio paired inside each round, 95% two-level "
                                         "bootstrap interval (rounds, then repetitions inside each round)",
     "steps-mean": "mean over profiled decode steps with a 95% percentile-bootstrap interval over steps",
+    "rounds-index/order-statistic": "total-tracking index (t_M - t_active) / (t_total - t_active) of per-token "
+                                    "times t = 1/tok/s, computed inside each round from the round medians of the MoE "
+                                    "member and its two dense brackets; median over rounds, 95% distribution-free "
+                                    "order-statistic interval over rounds",
+    "roofline-efficiency": "median decode tok/s and its interval divided by the bandwidth limit: the device's "
+                           "measured read bandwidth over the weight bytes a decode step reads (used experts only "
+                           "for an MoE)",
+    "block-index": "total-tracking index of the three members' medians over repetitions, 95% percentile-bootstrap "
+                   "interval resampling each member's repetitions independently",
 }
 
 
@@ -218,21 +227,108 @@ def ratios(runs: pd.DataFrame, pairs: Iterable[tuple[str, str]], kind: str = "be
 def baseline_pairs(runs: pd.DataFrame, baseline: str, kind: str = "bench") -> list[tuple[str, str]]:
     """Every other model of the rows against the baseline."""
     present = list(dict.fromkeys(runs.loc[runs["kind"] == kind, "model"])) if "kind" in runs.columns else []
-    return [(m, baseline) for m in present if m != baseline]
+    return [(m, baseline) for m in present if m != baseline] if baseline in present else []
 
 
 def estimates(runs: pd.DataFrame, baseline: str, kind: str = "bench", interval: str = "order-statistic"
               ) -> pd.DataFrame:
     """Every estimate the tables and figures of one record kind show: tok/s per model and phase,
     the decode and prefill ratios to the baseline, and net joules per generated token."""
-    parts = [medians(runs, kind, interval=interval),
+    tok_s = medians(runs, kind, interval=interval)
+    parts = [tok_s, roofline_efficiency(runs, tok_s, kind),
              ratios(runs, baseline_pairs(runs, baseline, kind), kind, "tg", interval),
              ratios(runs, baseline_pairs(runs, baseline, kind), kind, "pp", interval)]
+    triples = tracking_triples(runs[runs["kind"] == kind]) if "kind" in runs.columns else []
+    parts += [tracking_index(runs, triples, kind, phase) for phase in ("tg", "pp")]
+    parts += [ratios(runs, standin_pairs(runs), kind, phase, interval) for phase in ("tg", "pp")]
     if "energy_j_per_token_net" in runs.columns:
         parts.append(medians(runs[runs["phase"] == "tg"], kind, "energy_j_per_token_net", "energy_j_per_token",
                              interval))
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+
+
+# ---- the MoE effect (edgemoe/counterfactuals.py) -------------------------------------------------
+FFN_FACTS = ["derived_from", "ffn_experts", "ffn_experts_used", "ffn_width"]
+
+
+def tracking_triples(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(MoE, dense-active, dense-total) per MoE model whose two dense brackets are in the rows:
+    dense counterfactuals of the same base with the MoE's active FFN width (used x width) and its
+    total width (experts x width). From the records alone (no config): released data has them."""
+    if not set(FFN_FACTS) <= set(runs.columns):
+        return []
+    facts = runs.dropna(subset=["ffn_width"]).drop_duplicates("model").set_index("model")
+    dense = facts[(facts["ffn_experts"] == 0) & facts["derived_from"].notna()]
+    out = []
+    for m, f in facts[facts["ffn_experts"] > 0].iterrows():
+        base = f["derived_from"] if isinstance(f["derived_from"], str) else m
+        brackets = dense[dense["derived_from"] == base]
+        active = brackets.index[brackets["ffn_width"] == f["ffn_experts_used"] * f["ffn_width"]]
+        total = brackets.index[brackets["ffn_width"] == f["ffn_experts"] * f["ffn_width"]]
+        if len(active) and len(total) and active[0] != total[0]:
+            out.append((m, active[0], total[0]))
+    return out
+
+
+def standin_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(M@moe, M): each stand-in MoE (M in an architecture with both forms) against the original."""
+    present = set(runs["model"])
+    return [(f"{m}@moe", m) for m in sorted(present) if f"{m}@moe" in present]
+
+
+def _index(t_moe, t_active, t_total):
+    return (t_moe - t_active) / (t_total - t_active)
+
+
+def tracking_index(runs: pd.DataFrame, triples: Iterable[tuple[str, str, str]], kind: str = "bench",
+                   phase: str = "tg") -> pd.DataFrame:
+    """Per group and triple: where the MoE's per-token time sits between its dense brackets'
+    (0: it costs what its active parameters cost, 1: what its total costs); `reference` names the
+    brackets as 'active|total'."""
+    d = usable(runs, kind, phase)
+    keys = _keys(d)
+    rows = []
+    for key, g in (d.groupby(keys, sort=True) if keys else [((), d)]):
+        key = key if isinstance(key, tuple) else (key,)
+        for moe, active, total in triples:
+            members = [g[g["model"] == x] for x in (moe, active, total)]
+            if any(m.empty for m in members):
+                continue
+            if in_rounds(g):
+                by = [_by_round(m[m["round"].notna()]) for m in members]
+                ks = [k for k in by[0] if all(k in b and b[k].size for b in by)]
+                per = [_index(*(1 / np.median(b[k]) for b in by)) for k in ks]
+                e, method, design = median_ci_exact(per), "rounds-index/order-statistic", "rounds"
+            else:
+                xs = [m["tokens_per_s"].dropna().to_numpy(dtype=float) for m in members]
+                value = _index(*(1 / np.median(x) for x in xs))
+                rng = np.random.default_rng(SEED)
+                boot = _index(*(1 / np.median(x[rng.integers(0, x.size, (N_BOOT, x.size))], axis=1) for x in xs))
+                lo, hi = np.quantile(boot, [0.025, 0.975])
+                e, method, design = Estimate(float(value), float(lo), float(hi), int(min(x.size for x in xs))), \
+                    "block-index", "block"
+            rows.append(_row("tracking_index", key, keys, moe, f"{active}|{total}", phase, e, method, design))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def roofline_efficiency(runs: pd.DataFrame, tok_s: pd.DataFrame, kind: str = "bench") -> pd.DataFrame:
+    """Decode tok/s estimates (rows of `medians`) over each model's bandwidth limit, where the
+    records carry the device's read bandwidth and the weight bytes read per token."""
+    need = {"device_read_gbs", "weight_bytes_per_token"}
+    d = usable(runs, kind, "tg")
+    if not need <= set(d.columns) or d.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    keys = _keys(d)
+    facts = d.groupby(keys + ["model"]).agg(bw=("device_read_gbs", "median"),
+                                           wbpt=("weight_bytes_per_token", "max")).reset_index()
+    t = tok_s[(tok_s["quantity"] == "tokens_per_s") & (tok_s["phase"] == "tg")].merge(facts, on=keys + ["model"])
+    t = t[t["bw"].notna() & (t["wbpt"] > 0)].copy()
+    limit = t["bw"] * 1e9 / t["wbpt"]
+    for c in ("value", "lo", "hi"):
+        t[c] = t[c] / limit
+    t["quantity"], t["method"] = "roofline_efficiency", "roofline-efficiency"
+    return t[COLUMNS].reset_index(drop=True)
 
 
 def pick(est: pd.DataFrame, quantity: str, **keys) -> Estimate:
@@ -275,5 +371,6 @@ def describe(methods: Iterable[str], warmup_excluded: int = 0) -> str:
 
 
 __all__ = ["COLUMNS", "GROUP", "INTERVALS", "METHODS", "baseline_pairs", "describe", "estimates", "halfwidth",
-           "in_rounds", "medians", "paired_ratio", "paired_values", "per_round", "pick", "ratios", "round_median",
-           "step_mean", "two_level_bootstrap", "usable", "warmup_rows"]
+           "in_rounds", "medians", "paired_ratio", "paired_values", "per_round", "pick", "ratios", "roofline_efficiency", "round_median",
+           "standin_pairs", "step_mean", "tracking_index", "tracking_triples", "two_level_bootstrap", "usable",
+           "warmup_rows"]

@@ -26,6 +26,7 @@ from edgemoe.plotting import (  # noqa: E402
     in_model_order,
     save,
 )
+from edgemoe.figures_moe import moe_effect_figure, sweep_figure  # noqa: E402,F401 (figure_<name> rules find them here)
 
 
 def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:
@@ -179,8 +180,12 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
     bench = bench_rows(runs)
     order = model_order(bench, models)
     colours = model_colours(order)
-    est = E.medians(bench, "bench")
-    est = in_model_order(est[est["phase"] == "tg"], models)
+    all_est = E.estimates(bench, baseline="", kind="bench")
+    est = in_model_order(all_est[(all_est["quantity"] == "tokens_per_s") & (all_est["phase"] == "tg")], models)
+    roof = all_est[all_est["quantity"] == "roofline_efficiency"][["device", "engine", "quant", "test",
+                                                                  "weights_source", "model", "value"]]
+    est = est.merge(roof.rename(columns={"value": "roofline_efficiency"}), how="left",
+                    on=["device", "engine", "quant", "test", "weights_source", "model"])
     facts = (bench.groupby(["device", "model"]).agg(
         weight_bytes_per_token=("weight_bytes_per_token", "max"), params_active=("params_active", "max"),
         params_total=("params_total", "max"), device_read_gbs=("device_read_gbs", "median")).reset_index())
@@ -194,6 +199,9 @@ def roofline_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths
             c = colours[r["model"]]
             gb = r["weight_bytes_per_token"] / 1e9
             interval_bar(ax_b, gb, r, horizontal=False, fmt="o", color=c, label=r["model"], capsize=2)
+            if np.isfinite(r.get("roofline_efficiency", np.nan)):
+                ax_b.annotate(f"{r['roofline_efficiency']:.0%}", (gb, r["value"]), fontsize=5, color=c,
+                              xytext=(3, 3), textcoords="offset points")
             ax_p.plot(r["params_active"] / 1e9, r["value"], "o", color=c)
             ax_p.plot(r["params_total"] / 1e9, r["value"], "o", mfc="none", color=c)
             if r["params_active"] != r["params_total"]:

@@ -5,6 +5,8 @@ The F16 is temporary: made, quantized to every type and deleted in one job, so t
 model's F16 is on disk at a time. A job killed with SIGKILL cannot delete its temporaries; the
 job that reruns it removes them first. Files the pipeline did not write (a local GGUF or
 checkpoint, the convert script's output) are checked before use (edgemoe.modelcheck).
+A shape twin's quants are written directly where they can be (edgemoe.twins_quantized: the types
+llama-quantize chooses, from a small probe of the twin), without an F16 and llama-quantize.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from edgemoe.architectures import ArchSpec
+from edgemoe.counterfactuals import derived_from, ffn_facts
 from edgemoe.files import atomic_write_json, canonical_copy, sha256_file
 from edgemoe.modelcheck import ModelFileError, check_checkpoint, check_gguf
 from edgemoe.twins import load_vocab, vocab_name, write_twin
+from edgemoe.twins_quantized import METHOD as DIRECT_METHOD
+from edgemoe.twins_quantized import probe_type_map, write_quantized_twin
 
 
 def stale_temporaries(out_dir: Path | str) -> list[Path]:
@@ -79,6 +84,7 @@ def quantize_all(f16: Path, out_dir: Path, quants: list[str], quantize_exe: str,
             atomic_write_json(out_dir / f"{quant}.json", {
                 **provenance, "quant": quant, "gguf_sha256": sha256_file(out), "gguf_bytes": out.stat().st_size,
                 "quantize_seconds": seconds[quant], "written_by": "canonical_copy (16 MiB writes, fsync, rename)",
+                "quantize_method": "llama-quantize" if quant != "F16" else "none (the F16 itself)",
             })
     finally:
         for tmp in tmps.values():
@@ -88,26 +94,56 @@ def quantize_all(f16: Path, out_dir: Path, quants: list[str], quantize_exe: str,
 
 def _base(model_id: str, spec: ArchSpec, weights_source: str) -> dict[str, Any]:
     return {"model": model_id, "family": "moe" if spec.is_moe else "dense", "weights_source": weights_source,
-            "arch": spec.arch, "params_total": spec.total_params(), "params_active": spec.active_params(),
-            "kv_bytes_per_token": spec.kv_bytes_per_token()}
+            "params_total": spec.total_params(), "params_active": spec.active_params(),
+            "kv_bytes_per_token": spec.kv_bytes_per_token(), **ffn_facts(spec, derived_from(model_id))}
 
 
 def make_twin_ggufs(model_id: str, spec_cfg: dict[str, Any], seed: int, quants: list[str], out_dir: Path,
                     engine_src: Path, quantize_exe: str, threads: int, vocab_cache: Path,
                     router_skew: float = 0.0) -> None:
+    """Every configured quant of a shape twin. A quant whose tensor types (what llama-quantize makes
+    of a small probe of the twin, edgemoe.twins_quantized) can all be written directly is written
+    directly; the others, and F16, come from the F16 twin (written once) and llama-quantize."""
     spec = ArchSpec.from_config(model_id, spec_cfg)
     _start(out_dir)
     f16 = out_dir / "F16.tmp.gguf"
     try:
         vocab = load_vocab(engine_src, vocab_name(spec), vocab_cache)
+        base = _base(model_id, spec, "twin")
+        via_f16 = [q for q in quants if q == "F16"]
+        for quant in quants:
+            if quant == "F16":
+                continue
+            type_map = probe_type_map(spec, model_id, seed, vocab, quant, quantize_exe, threads, out_dir,
+                                      router_skew=router_skew)
+            bad = type_map.unsupported()
+            if bad:
+                print(f"{model_id} {quant}: tensor types {bad} cannot be written directly: llama-quantize of the F16",
+                      file=sys.stderr, flush=True)
+                via_f16.append(quant)
+                continue
+            out = out_dir / f"{quant}.gguf"
+            info = write_quantized_twin(spec, seed, type_map, out, router_skew=router_skew)
+            print(f"{model_id}: {quant} twin {info['gguf_bytes'] / 1e9:.2f} GB written directly in "
+                  f"{info['write_seconds']:.1f} s ({info['gguf_bytes'] / 1e6 / info['write_seconds']:.0f} MB/s)",
+                  file=sys.stderr, flush=True)
+            atomic_write_json(out_dir / f"{quant}.json", {
+                **base, **{k: v for k, v in info.items() if k != "write_seconds"}, "quant": quant,
+                "f16_bytes": type_map.f16_bytes, "f16_write_seconds": None,
+                "quantize_seconds": info["write_seconds"], "probe_seconds": round(type_map.seconds, 2),
+                "probe_type_map_sha256": type_map.sha256, "quantize_method": DIRECT_METHOD,
+                "written_by": "edgemoe.twins_quantized (16 MiB writes, fsync, rename)",
+            })
+        if not via_f16:
+            return
         t0 = time.monotonic()
         twin = write_twin(spec, model_id, seed, vocab, f16, router_skew=router_skew)
         write_s = time.monotonic() - t0
         size = f16.stat().st_size
         print(f"{model_id}: F16 twin {size / 1e9:.2f} GB written in {write_s:.1f} s "
               f"({size / 1e9 / write_s:.2f} GB/s)", file=sys.stderr, flush=True)
-        quantize_all(f16, out_dir, quants, quantize_exe, threads, {
-            **_base(model_id, spec, "twin"), **twin, "f16_bytes": size, "f16_write_seconds": round(write_s, 2)})
+        quantize_all(f16, out_dir, [q for q in quants if q in via_f16], quantize_exe, threads, {
+            **base, **twin, "f16_bytes": size, "f16_write_seconds": round(write_s, 2)})
     finally:
         f16.unlink(missing_ok=True)
 

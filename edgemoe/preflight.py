@@ -123,15 +123,19 @@ def _size(path: Path) -> int:
 
 
 def _model_need(exp, job: Job) -> Need:
+    from edgemoe.twins_quantized import DIRECT_QUANTS
+
     m = exp.models[job.wildcards["model"]]
     quants = {q: gguf_bytes(m.spec, q) for q in exp.quants}
     kept = sum(quants.values())
     if m.weights == "local" and Path(m.local_path).suffix == ".gguf":
         temporary = max(quants.values())  # the user's F16 is read in place; a quant's temp beside its copy
+    elif m.weights == "twin" and set(quants) <= DIRECT_QUANTS:
+        temporary = 0  # written quantized directly (edgemoe.twins_quantized): no F16 is made
     else:
         temporary = gguf_bytes(m.spec, "F16")
     desc = ", ".join(f"{q} {human(b)}" for q, b in quants.items())
-    return Need(f"{m.id} ({m.weights}): {desc}; F16 temporary {human(temporary)}",
+    return Need(f"{m.id} ({m.weights}): {desc}" + (f"; F16 temporary {human(temporary)}" if temporary else ""),
                 f"results/models/{m.id}", kept, temporary)
 
 

@@ -49,6 +49,11 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("hf_revision", S, False, "resolved Hugging Face commit of real weights"),
     ("params_total", I, True, "total parameters, computed from the architecture spec"),
     ("params_active", I, True, "parameters used per token (MoE: non-expert + used experts' share)"),
+    ("derived_from", S, False, "counterfactual twins (edgemoe/counterfactuals.py): the MoE model it derives from"),
+    ("arch", S, False, "llama.cpp architecture of the model file"),
+    ("ffn_experts", I, False, "experts per layer (0: a dense FFN)"),
+    ("ffn_experts_used", I, False, "experts used per token (0: a dense FFN)"),
+    ("ffn_width", I, False, "FFN width: per expert for an MoE, the dense FFN's otherwise"),
     ("quant", S, True, "quantization type (llama-quantize name)"),
     ("gguf_sha256", S, True, "sha256 of the benchmarked GGUF file"),
     ("gguf_bytes", I, True, "size of the benchmarked GGUF file in bytes"),
@@ -226,4 +231,7 @@ def read_parquet(path: Path | str) -> pa.Table:
         if row["run_id"] in seen:
             raise RecordError(f"{path} row {i}: duplicate run_id {row['run_id']!r} (first at row {seen[row['run_id']]})")
         seen[row["run_id"]] = i
+    for name in SCHEMA.names:  # optional fields newer than the file: null, as a record without them
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), SCHEMA.field(name).type))
     return table.select(SCHEMA.names).cast(SCHEMA)

@@ -17,9 +17,23 @@ from edgemoe.records import read_parquet
 from edgemoe.estimates import in_rounds
 
 
+def model_kinds(model_ids) -> set[str]:
+    """'counterfactual' where a model is a counterfactual twin (M@...), 'sweep' where one is a
+    sweep member (M@E<e>k<j>): the MoE-effect table and figures need them."""
+    import re
+
+    kinds = set()
+    for m in model_ids:
+        if "@" in m:
+            kinds.add("counterfactual")
+        if re.search(r"@E\d+k\d+$", m):
+            kinds.add("sweep")
+    return kinds
+
+
 def data_kinds(path: Path | str) -> set[str]:
     """What a release holds, for the DAG to build only the figures it has data for: its record
-    kinds (bench, profile, depth) and 'rounds' where bench rows carry a round (a scan of the
+    kinds (bench, profile, depth), 'rounds' where bench rows carry a round, and model_kinds (a scan of the
     file: releases are kilobytes)."""
     kinds, n = set(), 0
     try:
@@ -29,6 +43,7 @@ def data_kinds(path: Path | str) -> set[str]:
                 kinds.add(r["kind"])
                 if r["kind"] == "bench" and r.get("round") is not None:
                     kinds.add("rounds")
+                kinds |= model_kinds([r["model"]]) if r["kind"] == "bench" else set()
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}:{n + 1}: not a release's run records ({type(e).__name__}: {e}); "
                          "restore the release from git (git checkout -- data/released)") from None

@@ -38,6 +38,7 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
             ratio = NAN if model == baseline else E.pick(est, "ratio", **at, model=model, reference=baseline,
                                                           phase="tg")
             energy = E.pick(est, "energy_j_per_token", **at, model=model, phase="tg")
+            roof = E.pick(est, "roofline_efficiency", **at, model=model, phase="tg")
             methods = est[(est["model"] == model) & (est[KEYS] == pd.Series(at)).all(axis=1)]["method"]
             rows.append({
                 **at, "model": model, "family": first["model_family"],
@@ -48,6 +49,7 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
                 "prefill_tok_s": pp.value, "prefill_lo": pp.lo, "prefill_hi": pp.hi,
                 "gen_tok_s": tg.value, "gen_lo": tg.lo, "gen_hi": tg.hi,
                 "gen_ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
+                "roofline_eff": roof.value, "roofline_lo": roof.lo, "roofline_hi": roof.hi,
                 "peak_rss_GB": g["peak_rss_bytes"].max() / 1e9,
                 "j_per_token": energy.value,
                 "temp_peak_c": g["temp_peak_c"].max(),
@@ -64,7 +66,8 @@ def table_note(t: pd.DataFrame) -> str:
     """The table's caption, from the methods of its estimates (it cannot go stale)."""
     methods = sorted({m for ms in t.get("methods", []) for m in str(ms).split(";") if m})
     return ("Per model, prefill and generation tok/s and 'gen vs baseline' (generation tok/s relative to the "
-            "same-active dense baseline on the same device, engine, quant and test). "
+            "same-active dense baseline on the same device, engine, quant and test); 'roofline eff.' is "
+            "generation tok/s over the bandwidth limit. "
             + E.describe(methods, int(t["warmup_rows"].sum()) if "warmup_rows" in t else 0)
             + " Weights 'twin' are shape twins (random weights).")
 
@@ -87,6 +90,7 @@ def display_table(t: pd.DataFrame) -> pd.DataFrame:
         "gen vs baseline": [("baseline" if m == b else _interval(v, lo, hi, 3))
                             for m, b, v, lo, hi in zip(t["model"], t["baseline"], t["gen_ratio_to_baseline"],
                                                        t["ratio_lo"], t["ratio_hi"])],
+        "roofline eff.": [_interval(*r, 2) for r in zip(t["roofline_eff"], t["roofline_lo"], t["roofline_hi"])],
         "peak RSS (GB)": t["peak_rss_GB"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
         "J/token": t["j_per_token"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
         "status": [s if s == "ok" else f"{s.upper()}: {r}" for s, r in zip(t["status"], t["status_reason"])],
@@ -100,6 +104,64 @@ def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_
     atomic_write_text(md_path, table_note(t) + "\n\n" + shown.to_markdown(index=False) + "\n")
     latex = shown.to_latex(index=False, escape=True, column_format="l" * len(shown.columns))
     atomic_write_text(tex_path, "% needs \\usepackage{booktabs}\n" + latex)
+
+
+def moe_effect_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per MoE member with both dense brackets (edgemoe/counterfactuals.py), device, engine, quant,
+    test and phase: the three members' tok/s, the total-tracking index and, for a stand-in M@moe,
+    its speed against the original twin M (estimates only; `methods` names how)."""
+    est = E.estimates(runs, baseline, kind="bench")
+    rows = []
+    for r in est[est["quantity"] == "tracking_index"].to_dict("records"):
+        at = {k: r[k] for k in KEYS}
+        active, total = r["reference"].split("|")
+        tok = {name: E.pick(est, "tokens_per_s", **at, model=m, phase=r["phase"])
+               for name, m in (("moe", r["model"]), ("active", active), ("total", total))}
+        original = r["model"].removesuffix("@moe") if r["model"].endswith("@moe") else None
+        standin = (E.pick(est, "ratio", **at, model=r["model"], reference=original, phase=r["phase"])
+                   if original else NAN)
+        facts = runs[runs["model"] == r["model"]].iloc[0]
+        rows.append({**at, "phase": r["phase"], "model": r["model"], "dense_active": active, "dense_total": total,
+                     "experts": int(facts["ffn_experts"]), "experts_used": int(facts["ffn_experts_used"]),
+                     "expert_width": int(facts["ffn_width"]),
+                     "params_total_B": facts["params_total"] / 1e9, "params_active_B": facts["params_active"] / 1e9,
+                     **{f"{k}_tok_s": v.value for k, v in tok.items()},
+                     **{f"{k}_lo": v.lo for k, v in tok.items()}, **{f"{k}_hi": v.hi for k, v in tok.items()},
+                     "index": r["value"], "index_lo": r["lo"], "index_hi": r["hi"], "rounds": r["n"],
+                     "standin_vs": original, "standin_ratio": standin.value, "standin_lo": standin.lo,
+                     "standin_hi": standin.hi,
+                     "methods": ";".join(sorted({r["method"], *est[est["model"] == r["model"]]["method"]} - {
+                         "roofline-efficiency"}))})
+    return pd.DataFrame(rows)
+
+
+def moe_effect_note(t: pd.DataFrame) -> str:
+    methods = sorted({m for ms in t.get("methods", []) for m in str(ms).split(";") if m})
+    return ("The MoE effect, isolated: each MoE member beside two dense counterfactuals that differ from it in "
+            "the FFN only (one dense FFN of its active width, and of its total width; edgemoe/counterfactuals.py). "
+            "index 0: the MoE costs what its active parameters cost; 1: what its total parameters cost. "
+            "'stand-in vs original': M@moe (M in the llama architecture, which has both forms) against M's own "
+            "twin, paired like every ratio. " + E.describe(methods))
+
+
+def write_moe_effect_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path) -> None:
+    atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.6g"))
+    if t.empty:
+        atomic_write_text(md_path, moe_effect_note(t) + "\n\n(no MoE member with both dense brackets)\n")
+        return
+    shown = pd.DataFrame({
+        "device": t["device"], "quant": t["quant"], "test": t["test"], "model": t["model"],
+        "experts (used)": [f"{e} ({k})" for e, k in zip(t["experts"], t["experts_used"])],
+        "tok/s MoE": [_interval(*r) for r in zip(t["moe_tok_s"], t["moe_lo"], t["moe_hi"])],
+        "tok/s dense-active": [_interval(*r) for r in zip(t["active_tok_s"], t["active_lo"], t["active_hi"])],
+        "tok/s dense-total": [_interval(*r) for r in zip(t["total_tok_s"], t["total_lo"], t["total_hi"])],
+        "index": [_interval(*r, 3) for r in zip(t["index"], t["index_lo"], t["index_hi"])],
+        "stand-in vs original": [("–" if o is None or pd.isna(o) else f"{_interval(v, lo, hi, 3)} vs {o}")
+                                 for o, v, lo, hi in zip(t["standin_vs"], t["standin_ratio"], t["standin_lo"],
+                                                         t["standin_hi"])],
+        "rounds": t["rounds"],
+    })
+    atomic_write_text(md_path, moe_effect_note(t) + "\n\n" + shown.to_markdown(index=False) + "\n")
 
 
 PROVENANCE_COLUMNS = ["engine_commit", "patches_sha256", "build_flags", "cxx_compiler", "host_cpu",

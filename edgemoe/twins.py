@@ -24,14 +24,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgemoe.architectures import DEFAULT_VOCAB, PRE_TOKENIZER, ArchSpec, TensorSpec
+from edgemoe.architectures import DEFAULT_VOCAB, ArchSpec, TensorSpec
 from edgemoe.files import atomic_path
 
 BLOCK = 32  # weights per quantization block (Q8_0/Q5_0/K-quant sub-block)
 CHUNK_BLOCKS = 1 << 16  # 2M weights per write
 POOL_BLOCKS = 1 << 17  # shared pool of unit-absmax blocks, 4M weights: a chunk is a slice of it (no copy)
 # Bump when the values a seed gives change: it is part of a twin's tag, so old files are not reused.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: quantized twins written directly (twins_quantized)
 
 # log2(block absmax) ~ N(m, s) per tensor kind: rough values for trained 1-3 B models
 # (trained tensors spread block magnitudes over several binades: s of 0.35-1.1).
@@ -70,7 +70,7 @@ def load_vocab(engine_src: Path, name: str, cache_dir: Path) -> dict[str, Any]:
     return vocab
 
 
-def fit_vocab(vocab: dict[str, Any], n_vocab: int, arch: str) -> dict[str, Any]:
+def fit_vocab(vocab: dict[str, Any], n_vocab: int, pre_tokenizer: str) -> dict[str, Any]:
     """Pad (unused tokens) or truncate the vocabulary to the model's size; set its pre-tokenizer."""
     v = dict(vocab)
     tokens = list(v["tokenizer.ggml.tokens"])
@@ -92,7 +92,7 @@ def fit_vocab(vocab: dict[str, Any], n_vocab: int, arch: str) -> dict[str, Any]:
               "tokenizer.ggml.padding_token_id"):
         if k in v and v[k] >= n_vocab:
             v[k] = 0
-    v["tokenizer.ggml.pre"] = PRE_TOKENIZER[arch]
+    v["tokenizer.ggml.pre"] = pre_tokenizer
     v.pop("tokenizer.chat_template", None)
     return v
 
@@ -237,13 +237,12 @@ def _write_gguf(out: Path, arch: str, add_metadata, tensors: list[TensorSpec], c
         w.close()
 
 
-def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out: Path,
-               progress: bool = True, router_skew: float = 0.0) -> dict[str, Any]:
-    """Stream a shape twin (F16 weights, F32 norms) of an architecture spec to `out` atomically."""
+def twin_metadata(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], router_skew: float = 0.0):
+    """add_metadata(writer) for a twin of `spec` (all of its KV pairs but general.architecture); `vocab`
+    as load_vocab returns it. Shared by write_twin and the probe of edgemoe.twins_quantized."""
     import gguf
 
-    tensors = spec.tensors()
-    vocab = fit_vocab(vocab, spec.n_vocab, spec.arch)
+    vocab = fit_vocab(vocab, spec.n_vocab, spec.pre_tokenizer_name)
 
     def add_metadata(w) -> None:
         w.add_name(name)
@@ -262,6 +261,11 @@ def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out:
         _add_vocab(w, vocab)
         _add_twin_note(w, seed, router_skew)
 
+    return add_metadata
+
+
+def twin_chunks(spec: ArchSpec, seed: int, router_skew: float = 0.0):
+    """chunks_for(i, t): the values of tensor i of spec.tensors() as write_twin writes them."""
     pool = _unit_pool(seed)
     skew = router_row_scale(spec.n_expert, router_skew) if spec.is_moe else None
 
@@ -269,10 +273,22 @@ def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out:
         fixed = np.asarray(spec.rope_freqs()) if t.kind == "rope" else None
         return tensor_chunks(t, i, seed, pool, None, fixed, skew if t.kind == "router" else None)
 
-    _write_gguf(out, spec.arch, add_metadata, tensors, chunks_for, f"twin {name}", progress)
+    return chunks_for
+
+
+def twin_info(spec: ArchSpec, seed: int, router_skew: float = 0.0) -> dict[str, Any]:
+    """The provenance fields of a twin (sidecar JSON)."""
     return {"twin_seed": seed, "twin_router_skew": router_skew,
             "twin_block_magnitude": {k: list(v) for k, v in BLOCK_MAGNITUDE.items()},
             "params_total": spec.total_params(), "params_active": spec.active_params()}
+
+
+def write_twin(spec: ArchSpec, name: str, seed: int, vocab: dict[str, Any], out: Path,
+               progress: bool = True, router_skew: float = 0.0) -> dict[str, Any]:
+    """Stream a shape twin (F16 weights, F32 norms) of an architecture spec to `out` atomically."""
+    _write_gguf(out, spec.arch, twin_metadata(spec, name, seed, vocab, router_skew), spec.tensors(),
+                twin_chunks(spec, seed, router_skew), f"twin {name}", progress)
+    return twin_info(spec, seed, router_skew)
 
 
 def _add_twin_note(w, seed: int, router_skew: float) -> None:

@@ -1,5 +1,8 @@
 """Shared test helpers. Unit tests are fast and need no build; tests marked `integration` run the
 real pipeline (llama.cpp build included) on tiny shape twins."""
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,19 @@ def _update(base, new):
             _update(base[k], v)
         else:
             base[k] = v
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory):
+    """A copy of the repository for the integration tier: one per session, so the engine is fetched
+    and built once for every test that needs it (tests/test_pipeline.py builds on it in file order).
+    EDGEMOE_TEST_WORKDIR reuses a work folder (and its build) between pytest runs while developing."""
+    reuse = os.environ.get("EDGEMOE_TEST_WORKDIR")
+    work = Path(reuse) if reuse else tmp_path_factory.mktemp("pipeline")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, work / f)
+    return work

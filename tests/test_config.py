@@ -18,11 +18,12 @@ def test_shipped_configs_pass_the_schema(default_config, smoke_config):
 
 def test_default_experiment_is_the_study_on_this_host(default_config):
     exp = Experiment(default_config, host_device="linux-cpu")  # whatever host runs the tests
-    assert list(exp.models) == ["olmoe-1b-7b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b"]
+    assert list(exp.models) == ["olmoe-1b-7b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "olmoe-1b-7b@moe",
+                                "olmoe-1b-7b@dense-active", "olmoe-1b-7b@dense-total"]
     assert exp.quants == ["Q4_K_M"] and exp.baseline == "llama-3.2-1b"
     assert exp.device_id == "linux-cpu"
     assert list(exp.tests) == ["tg64", "pp512"] and exp.tests["pp512"].every == 4
-    assert len(exp.cells("linux-cpu")) == 4 * 2
+    assert len(exp.cells("linux-cpu")) == 7 * 2
 
 
 @pytest.mark.parametrize("path, value", [

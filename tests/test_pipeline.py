@@ -4,17 +4,14 @@ One work folder (a copy of the repo) serves the whole module, so the engine is f
 built once; the tests run in file order and build on each other's results."""
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
 
 from edgemoe.files import sha256_file
 from edgemoe.records import read_jsonl, read_parquet
@@ -26,20 +23,6 @@ SMOKE = ["--configfile", "config/smoke.yaml"]
 def smoke_with(*files):
     """Config files over the smoke config (one --configfile flag: a second one replaces the first)."""
     return ["--configfile", "config/smoke.yaml", *files]
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    # EDGEMOE_TEST_WORKDIR reuses a work folder (and its build) between pytest runs while developing.
-    reuse = os.environ.get("EDGEMOE_TEST_WORKDIR")
-    work = Path(reuse) if reuse else tmp_path_factory.mktemp("pipeline")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (work / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, work / f)
-    return work
 
 
 def snakemake(work, *args, env=None, check=True, timeout=1800):
@@ -286,7 +269,8 @@ def test_rounds_run_every_cell_once_per_round_in_the_recorded_order(work, smoke_
         by_round.setdefault(k, []).append((rows[0]["cell_start_utc"], rows[0]["cell_end_utc"],
                                            f"{rows[0]['model']}/{rows[0]['quant']}/{rows[0]['test']}"))
     # per model: warm-up tg16 and two depth cells; counted round 0 adds pp64; counted round 1 does not
-    assert [len(by_round[k]) for k in range(3)] == [4 * 3, 4 * 4, 4 * 3]
+    n = 7  # the four tiny models and olmoe-tiny's three counterfactuals
+    assert [len(by_round[k]) for k in range(3)] == [n * 3, n * 4, n * 3]
     for k, decision_path in enumerate(done["decisions"]):
         decision = json.loads((work / decision_path).read_text())
         assert [c for _, _, c in sorted(by_round[k])] == decision["order"]  # in the order drawn for the round
@@ -294,15 +278,22 @@ def test_rounds_run_every_cell_once_per_round_in_the_recorded_order(work, smoke_
         assert max(e for _, e, _ in by_round[k]) <= min(s for s, _, _ in by_round[k + 1])
     runs = read_parquet(work / "results/runs.parquet").to_pandas()
     bench = runs[runs["kind"] == "bench"]
-    assert len(bench) == 4 * (2 * 3 + 1) and bench["cell_id"].str.contains(r"/r00[012]$").all()
+    assert len(bench) == n * (2 * 3 + 1) and bench["cell_id"].str.contains(r"/r00[012]$").all()
     assert bench["device_read_gbs"].notna().all()  # round cells carry the measured bandwidth
     table = pd.read_csv(work / "figures/tables/throughput.csv")
     tg = table[table["test"] == "tg16"]
     assert (tg["repetitions"] == 2).all()  # two counted rounds: the warm-up is not estimated
     assert "warm-up rows" in (work / "figures/tables/throughput.md").read_text()
     depth = pd.read_csv(work / "figures/tables/depth.csv")
-    assert len(depth) == 4 * 2 and (depth["status"] == "ok").all()  # 4 models x 2 depths, from the rounds
+    assert len(depth) == n * 2 and (depth["status"] == "ok").all()  # 7 models x 2 depths, from the rounds
     assert depth.loc[depth["model"] != "llama-tiny", "ratio_lo"].notna().all()  # paired over the 2 rounds
+    # the MoE effect: both MoE members against the same brackets, paired in the two counted rounds
+    effect = pd.read_csv(work / "figures/tables/moe_effect.csv")
+    assert set(effect["model"]) == {"olmoe-tiny", "olmoe-tiny@moe"} and set(effect["phase"]) == {"tg", "pp"}
+    assert effect["index"].notna().all() and (effect["rounds"] == 2).all()
+    assert (effect["dense_active"] == "olmoe-tiny@dense-active").all()
+    assert effect.loc[effect["model"] == "olmoe-tiny@moe", "standin_ratio"].between(0.3, 3).all()
+    assert (work / "figures/moe_effect.png").is_file() and "rounds-index" in (work / "figures/moe_effect.csv").read_text()
     drift = pd.read_csv(work / "figures/drift.csv")
     assert set(drift["round"]) == {0, 1, 2} and drift.loc[drift["round"] == 0, "warmup"].all()
     proc = snakemake(work, "-n", "figures/all", *smoke_with("tests/smoke-rounds.yaml"))

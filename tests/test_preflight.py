@@ -56,7 +56,12 @@ def test_tensor_types_follow_llama_quantize(default_config):
 
 def test_peak_is_everything_kept_plus_the_largest_f16_and_done_jobs_need_nothing(default_config, tmp_path,
                                                                                   monkeypatch):
-    exp = Experiment(default_config)
+    cfg = copy.deepcopy(default_config)
+    cfg["experiment"]["counterfactuals"] = []  # the study's four models
+    direct = P.disk_needs(Experiment(cfg), model_jobs(Experiment(cfg)), exists=lambda p: 0)
+    assert all(n.temporary == 0 for n in direct if n.folder.startswith("results/models/"))  # twins written quantized
+    cfg["experiment"]["quants"] = ["Q4_K_M", "BF16"]  # BF16 comes from the F16 and llama-quantize
+    exp = Experiment(cfg)
     monkeypatch.chdir(tmp_path)  # no results here
     needs = P.disk_needs(exp, model_jobs(exp), exists=lambda p: 0)
     models = {n.folder.split("/")[-1]: n for n in needs if n.folder.startswith("results/models/")}
@@ -146,6 +151,7 @@ def test_cells_whose_model_cannot_fit_the_device_are_warned_about(default_config
     cfg = copy.deepcopy(default_config)
     cfg["device"] = "orin-nano-8gb"
     cfg["experiment"]["quants"] = ["Q4_K_M", "F16"]
+    cfg["experiment"]["counterfactuals"] = []
     exp = Experiment(cfg, host_device="orin-nano-8gb")
     unfit = P.unfit_cells(exp)
     assert list(unfit) == [("olmoe-1b-7b", "F16")]  # 13.8 GB of weights; Q4_K_M's 4.2 GB fit in 8 GB

@@ -45,3 +45,10 @@ def test_the_release_carries_what_every_figure_needs(runs):
     assert bench["device_read_gbs"].notna().all(), "no roofline without the measured read bandwidth"
     assert bench["round"].notna().all() and bench["warmup"].notna().all(), "the drift figure needs rounds"
     assert bench["host_other_cpu_s"].notna().all(), "noise is recorded, not guessed"
+
+
+def test_the_roofline_has_a_line_and_an_efficiency_for_every_model(runs, tmp_path):
+    """A figure that lost its line because a field went missing from the records fails here."""
+    drawn = figures.roofline_figure(runs, MODELS, str(ROOT / "workflow/figures.mplstyle"), [str(tmp_path / "r.png")])
+    assert set(drawn["model"]) == set(runs.loc[runs["kind"] == "bench", "model"])
+    assert drawn["device_read_gbs"].notna().all() and drawn["roofline_efficiency"].between(0.05, 1.5).all()

@@ -64,7 +64,7 @@ def test_block_magnitudes_spread_like_the_configured_distribution(twin):
 
 
 def test_vocab_truncation_keeps_special_ids_valid():
-    v = fit_vocab(dict(VOCAB, **{"tokenizer.ggml.eos_token_id": 91}), 50, "llama")
+    v = fit_vocab(dict(VOCAB, **{"tokenizer.ggml.eos_token_id": 91}), 50, "llama-bpe")
     assert len(v["tokenizer.ggml.tokens"]) == 50 and v["tokenizer.ggml.eos_token_id"] == 0
     assert v["tokenizer.ggml.pre"] == "llama-bpe"
 

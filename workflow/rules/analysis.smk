@@ -2,7 +2,7 @@
 # Every figure writes the numbers it draws beside it (figures/<name>.csv) and a caption made from
 # the methods of those numbers (figures/captions/<name>.rst); a figure whose data the run table
 # cannot hold (depth cells when depth is off, ...) is not built.
-from edgemoe.release import data_kinds
+from edgemoe.release import data_kinds, model_kinds
 
 
 def run_record_files(wildcards):
@@ -27,6 +27,7 @@ def run_table_kinds():
         kinds |= {"profile"} if config.get("profiling", {}).get("enabled") else set()
         kinds |= {"depth"} if config.get("depth", {}).get("enabled") else set()
         kinds |= {"rounds"} if ROUNDS["enabled"] else set()
+        kinds |= model_kinds(EXP.models)
     if EXP.release_file:
         try:
             kinds |= data_kinds(EXP.release_file)
@@ -88,6 +89,22 @@ rule breakdown_table:
         "../scripts/breakdown_table.py"
 
 
+rule moe_effect_table:
+    input:
+        paths.RUN_TABLE,
+    output:
+        csv=report("figures/tables/moe_effect.csv", caption="../report/moe_effect_table.rst", category="Tables"),
+        md="figures/tables/moe_effect.md",
+    log:
+        "results/logs/moe_effect_table.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        baseline=EXP.baseline,
+    script:
+        "../scripts/moe_effect_table.py"
+
+
 rule depth_table:
     input:
         paths.RUN_TABLE,
@@ -116,6 +133,8 @@ FIGURES = {
     "breakdown": ("breakdown_figure", "profile"),
     "depth": ("depth_figure", "depth"),
     "drift": ("drift_figure", "rounds"),
+    "moe_effect": ("moe_effect_figure", "counterfactual"),
+    "sweep": ("sweep_figure", "sweep"),
 }
 FIGURES_BUILT = [name for name, (_, needs) in FIGURES.items() if needs in KINDS]
 
@@ -150,6 +169,7 @@ rule figures_all:
         rules.tables.output,
         rules.breakdown_table.output if "profile" in KINDS else [],
         rules.depth_table.output if "depth" in KINDS else [],
+        rules.moe_effect_table.output if "counterfactual" in KINDS else [],
         expand("figures/{name}.{ext}", name=FIGURES_BUILT, ext=["png", "pdf", "csv"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
     output:

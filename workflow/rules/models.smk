@@ -22,9 +22,9 @@ rule twin_model:
         "../../envs/pipeline.yaml"
     threads: lambda w: min(max(workflow.cores, 1), 4)  # llama-quantize threads
     params:
-        spec=lambda w: config["models"][w.model]["spec"],
+        spec=lambda w: EXP.models[w.model].spec_config,  # derived for counterfactual twins
         seed=lambda w: EXP.models[w.model].twin_seed,
-        router_skew=lambda w: config["models"][w.model]["twin"].get("router_skew", 0),
+        router_skew=lambda w: EXP.models[w.model].router_skew,
         quants=EXP.quants,
         engine_commit=EXP.models_engine.get("commit") or EXP.models_engine["source"],
     script:

@@ -30,7 +30,10 @@ try:
             {t: EXP.tests[t] for t in EXP.tests},
             config["depth"] if DEPTH_IN_ROUNDS else None,
         ],
-        pairs=headline_pairs({m: EXP.models[m].family for m in EXP.models}, EXP.baseline, ROUNDS["target_pairs"]),
+        # the study's pairs: registry models only (counterfactuals have the index, not a target)
+        pairs=headline_pairs(
+            {m: x.family for m, x in EXP.models.items() if x.derived_from is None}, EXP.baseline, ROUNDS["target_pairs"]
+        ),
     )
 except ConfigError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
