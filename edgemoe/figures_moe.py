@@ -98,6 +98,7 @@ def sweep_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: l
         twin.plot(sizes["ffn_experts"], sizes["weight_bytes_per_token"] / 1e9, "^:", color="black", ms=3,
                   label="GB read per token")
         twin.set_ylabel("GB", fontsize=7)
+        twin.set_ylim(bottom=0)
         twin.legend(fontsize=6, loc="upper right")
         tg = g[g["phase"] == "tg"]
         for e, line in tg.sort_values("ffn_experts_used").groupby("ffn_experts"):

@@ -23,12 +23,22 @@ def _utc(s: str) -> dt.datetime:
 
 
 def round_durations(df: pd.DataFrame) -> dict[int, float]:
-    """Seconds from a round's first cell start to its last cell end, per round (warm-up included:
-    it is measuring time too)."""
+    """Seconds of measuring per round: the union of its cells' (start, end) spans, warm-up included
+    (it is measuring time too). Gaps between cells are not counted: jobs Snakemake runs between
+    them (a twin being written while the warm-up round waits for it, an interruption) are no
+    measuring, and counting them ended the default run's budget before its sixth counted round."""
     d = df[df["round"].notna()]
     out = {}
     for k, g in d.groupby("round"):
-        out[int(k)] = (max(map(_utc, g["cell_end_utc"])) - min(map(_utc, g["cell_start_utc"]))).total_seconds()
+        spans = sorted({(_utc(a), _utc(b)) for a, b in zip(g["cell_start_utc"], g["cell_end_utc"])})
+        total, (cur_a, cur_b) = 0.0, spans[0]
+        for a, b in spans[1:]:
+            if a > cur_b:
+                total += (cur_b - cur_a).total_seconds()
+                cur_a, cur_b = a, b
+            else:
+                cur_b = max(cur_b, b)
+        out[int(k)] = total + (cur_b - cur_a).total_seconds()
     return out
 
 

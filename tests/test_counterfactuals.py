@@ -151,3 +151,25 @@ def test_tracking_index_interval_covers_the_truth_with_noise():
 def test_records_without_ffn_facts_have_no_index():
     runs = _rounds({"a": 0.05, "b": 0.06}, ffn={"a": {}, "b": {}})
     assert E.tracking_triples(runs) == []
+
+
+def test_moe_effect_and_sweep_figures_draw_the_estimates(tmp_path):
+    from edgemoe import figures
+
+    t_a = 1 / 20
+    times = {"m@moe": t_a * 1.05, "m@dense-active": t_a, "m@dense-total": t_a * 5, "m@E4k1": t_a * 1.2,
+             "m@dense-ff4096": t_a * 9, "m@E8k1": t_a * 1.3}
+    ffn = {**FFN_OF, "m@E4k1": {"derived_from": "m", "ffn_experts": 4, "ffn_experts_used": 1, "ffn_width": 512},
+           "m@E8k1": {"derived_from": "m", "ffn_experts": 8, "ffn_experts_used": 1, "ffn_width": 512},
+           "m@dense-ff4096": {"derived_from": "m", "ffn_experts": 0, "ffn_experts_used": 0, "ffn_width": 4096}}
+    runs = _rounds(times, n_rounds=8, noise=0.02, ffn=ffn)
+    runs = pd.concat([runs, runs.assign(phase="pp", tokens_per_s=runs["tokens_per_s"] * 10)], ignore_index=True)
+    runs = runs.assign(params_total=1e9, gguf_bytes=5e8, weight_bytes_per_token=2e8)
+    style = str(E.__file__).replace("edgemoe/estimates.py", "workflow/figures.mplstyle")
+    effect = figures.moe_effect_figure(runs, list(times), style, [str(tmp_path / "e.png")])
+    # E4k1's total width 4 x 512 is m's total (2048): its brackets are the family's
+    assert set(effect["model"]) == {"m@moe", "m@E4k1", "m@E8k1"} and set(effect["phase"]) == {"tg", "pp"}
+    assert effect.loc[(effect["model"] == "m@moe") & (effect["phase"] == "tg"), "value"].iloc[0] == pytest.approx(
+        0.05 / 4, abs=0.01)
+    sweep = figures.sweep_figure(runs, list(times), style, [str(tmp_path / "s.png")])
+    assert {"m@E4k1", "m@E8k1", "m@moe"} <= set(sweep["model"]) and (tmp_path / "s.png").stat().st_size > 10000

@@ -272,3 +272,13 @@ def test_a_long_prefill_round_does_not_end_the_budget_early():
     assert out["continue"] and out["next_round_s"] == pytest.approx(40) and out["last_round_s"] == pytest.approx(120)
     des = design(CELLS + [Cell(c.model, c.quant, "pp") for c in CELLS], every={"t": 1, "pp": 3}, warmup_rounds=1)
     assert des.rounds_like(5, upto=4) == [0, 2, 3]  # warm-up and counted 1, 2 have no pp; counted 3 (round 4) has
+
+
+def test_time_between_a_rounds_cells_is_not_measuring_time():
+    d = _sim(2, noise=0.2)
+    assert decide(d, 0.02, None, pairs=PAIRS)["used_s"] == pytest.approx(80)
+    # a twin written for 100 s between two cells of round 0 (Snakemake runs it in the gap)
+    later = (d["round"] == 0) & (d["model"] == d.loc[d["round"] == 0, "model"].iloc[-1])
+    for c in ("cell_start_utc", "cell_end_utc"):
+        d.loc[later, c] = (pd.to_datetime(d.loc[later, c]) + pd.Timedelta(seconds=100)).map(lambda t: t.isoformat())
+    assert decide(d, 0.02, None, pairs=PAIRS)["used_s"] == pytest.approx(80)
