@@ -7,13 +7,17 @@ import pytest
 import yaml
 
 from edgemoe import figures
+from edgemoe.counterfactuals import family
 from edgemoe.records import merge, read_jsonl
 from edgemoe.tables import throughput_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 RELEASE = ROOT / "data/released" / CONFIG["release"]
-MODELS, BASE = CONFIG["experiment"]["models"], CONFIG["experiment"]["baseline"]
+# the DAG's model order: experiment.models, then each counterfactual family (edgemoe.config)
+MODELS = CONFIG["experiment"]["models"] + [m for base in CONFIG["experiment"].get("counterfactuals", [])
+                                           for m in family(base)]
+BASE = CONFIG["experiment"]["baseline"]
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +56,13 @@ def test_the_roofline_has_a_line_and_an_efficiency_for_every_model(runs, tmp_pat
     drawn = figures.roofline_figure(runs, MODELS, str(ROOT / "workflow/figures.mplstyle"), [str(tmp_path / "r.png")])
     assert set(drawn["model"]) == set(runs.loc[runs["kind"] == "bench", "model"])
     assert drawn["device_read_gbs"].notna().all() and drawn["roofline_efficiency"].between(0.05, 1.5).all()
+
+
+def test_the_moe_effect_is_what_the_release_regenerates(runs):
+    from edgemoe.tables import moe_effect_table
+
+    table = moe_effect_table(runs, BASE)
+    _same(RELEASE / "moe_effect.csv", table)
+    tg = table[table["phase"] == "tg"]
+    assert set(tg["model"]) == {"olmoe-1b-7b", "olmoe-1b-7b@moe"}
+    assert tg["index_lo"].gt(-1).all() and tg["index_hi"].lt(2).all()  # finite: enough counted rounds

@@ -8,6 +8,6 @@ sys.stderr = open(snakemake.log[0], "w")
 if snakemake.config["runs"] != "released":
     sys.exit("release_headline: run it with --config runs=released release=<id> (the headline of a release "
              "is made from the release alone)")
-for key in ("table", "table_csv", "gap", "gap_csv"):
+for key in snakemake.output.keys():
     with atomic_path(snakemake.output[key]) as tmp:
         shutil.copyfile(snakemake.input[key], tmp)
