@@ -69,14 +69,14 @@ def sweep_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: l
         raise NoData("no sweep members (M@E<e>k<j>, M@moe) in the run table")
     index = est[(est["quantity"] == "tracking_index") & est["model"].isin(members["model"])]
     dense = est[(est["quantity"] == "tokens_per_s") & est["derived_from"].notna() & (est["ffn_experts"] == 0)]
-    groups = members.groupby(["device", "quant", "test", "derived_from"])
+    groups = members.groupby(["device", "quant", "derived_from"])  # decode and prefill tests side by side
     fig, axes = plt.subplots(len(groups), 4, squeeze=False, figsize=(13, 2.8 * len(groups)))
     drawn = []
-    for row, ((device, quant, test, base), g) in enumerate(groups):
+    for row, ((device, quant, base), g) in enumerate(groups):
         ax_tg, ax_pp, ax_k, ax_i = axes[row]
         active_ff = int((g["ffn_experts_used"] * g["ffn_width"]).iloc[0])
-        ref = dense[(dense["device"] == device) & (dense["quant"] == quant) & (dense["test"] == test)
-                    & (dense["derived_from"] == base) & (dense["ffn_width"] == active_ff)]
+        ref = dense[(dense["device"] == device) & (dense["quant"] == quant) & (dense["derived_from"] == base)
+                    & (dense["ffn_width"] == active_ff)]
         for ax, phase, name in ((ax_tg, "tg", "decode"), (ax_pp, "pp", "prefill")):
             p = g[g["phase"] == phase]
             for k, line in p.sort_values("ffn_experts").groupby("ffn_experts_used"):
@@ -89,14 +89,17 @@ def sweep_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: l
             ax.set_xlabel("experts per layer (E)")
             ax.set_ylabel(f"{name} tok/s")
             ax.set_ylim(bottom=0)
-            ax.set_title(f"{device} {base} {quant} {test}" if phase == "tg" else "", loc="left", fontsize=7)
+            tests = ", ".join(sorted(p["test"].unique()))
+            ax.set_title(f"{device} {base} {quant}: {tests}", loc="left", fontsize=7)
             ax.legend(fontsize=6, loc="lower left")
             drawn.append(p)
         twin = ax_tg.twinx()
         sizes = g.drop_duplicates("model").sort_values("ffn_experts")
-        twin.plot(sizes["ffn_experts"], sizes["gguf_bytes"] / 1e9, "s:", color="grey", ms=3, label="file GB")
-        twin.plot(sizes["ffn_experts"], sizes["weight_bytes_per_token"] / 1e9, "^:", color="black", ms=3,
-                  label="GB read per token")
+        for i, (k, line) in enumerate(sizes.groupby("ffn_experts_used")):
+            twin.plot(line["ffn_experts"], line["gguf_bytes"] / 1e9, "s:", color="grey", ms=3,
+                      label="file GB" if i == 0 else None)
+            twin.plot(line["ffn_experts"], line["weight_bytes_per_token"] / 1e9, "^:", color="black", ms=3,
+                      label="GB read per token" if i == 0 else None)
         twin.set_ylabel("GB", fontsize=7)
         twin.set_ylim(bottom=0)
         twin.legend(fontsize=6, loc="upper right")
@@ -109,8 +112,8 @@ def sweep_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: l
         ax_k.set_ylabel("decode tok/s")
         ax_k.set_ylim(bottom=0)
         ax_k.legend(fontsize=6)
-        ix = index[(index["device"] == device) & (index["quant"] == quant) & (index["test"] == test)
-                   & (index["model"].isin(g["model"])) & (index["phase"] == "tg")]
+        ix = index[(index["device"] == device) & (index["quant"] == quant) & (index["model"].isin(g["model"]))
+                   & (index["phase"] == "tg")]
         for k, line in ix.sort_values("ffn_experts").groupby("ffn_experts_used"):
             ax_i.errorbar(line["ffn_experts"], line["value"], yerr=_arms(line), marker="o", ms=3, capsize=2,
                           label=f"k={int(k)}")

@@ -120,7 +120,7 @@ def moe_effect_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
         original = r["model"].removesuffix("@moe") if r["model"].endswith("@moe") else None
         standin = (E.pick(est, "ratio", **at, model=r["model"], reference=original, phase=r["phase"])
                    if original else NAN)
-        facts = runs[runs["model"] == r["model"]].iloc[0]
+        facts = runs[(runs["model"] == r["model"]) & (runs["kind"] == "bench")].dropna(subset=["ffn_width"]).iloc[0]
         rows.append({**at, "phase": r["phase"], "model": r["model"], "dense_active": active, "dense_total": total,
                      "experts": int(facts["ffn_experts"]), "experts_used": int(facts["ffn_experts_used"]),
                      "expert_width": int(facts["ffn_width"]),
