@@ -108,7 +108,7 @@ def _engine(*extra_roots):
     roots = [Path(os.environ["EDGEMOE_TEST_WORKDIR"])] if os.environ.get("EDGEMOE_TEST_WORKDIR") else []
     roots += list(extra_roots)
     for root in [*roots, ROOT]:
-        for eng in sorted((root / "results/engine").glob("*/")):
+        for eng in sorted((root / "results/engine").glob("*/"), key=lambda e: "f7cd13301" not in e.name):
             q = sorted(eng.glob("build/*/bin/llama-quantize"), key=lambda p: p.parent.parent.name != "tools")
             b = sorted(eng.glob("build/*/bin/llama-bench"))
             if q and b and (eng / "source/models").is_dir():
@@ -123,11 +123,15 @@ def _engine(*extra_roots):
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, request):
     found = _engine()
-    if found is None:  # a fresh clone (CI): the integration tier's own build of the study engine
+    if found is None:  # a fresh clone (CI): the integration tier's build (tests/test_pipeline.py made it)
         work = request.getfixturevalue("work")
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml",
-                        "results/engine/llama.cpp-f7cd13301/build/tools/build-info.json"], cwd=work, check=True,
-                       capture_output=True)
+        found = _engine(work)
+    if found is None:  # this file alone: build the study engine's tools in the work folder
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2",  # the target before --configfile
+                               "results/engine/llama.cpp-f7cd13301/build/tools/build-info.json", "--configfile",
+                               "config/smoke.yaml"], cwd=work,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"building the engine failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         found = _engine(work)
     assert found is not None, "no llama.cpp build after building one"
     return found, tmp_path_factory.mktemp("vocab")
