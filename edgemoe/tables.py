@@ -62,9 +62,18 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
     return pd.DataFrame(rows)
 
 
+def _methods(t: pd.DataFrame) -> list[str]:
+    """The estimate methods of a table's rows (its ';'-joined `methods` column)."""
+    return sorted({m for ms in t.get("methods", []) for m in str(ms).split(";") if m})
+
+
+def _intervals(t: pd.DataFrame, value: str, lo: str, hi: str, digits: int = 1) -> list[str]:
+    return [_interval(*r, digits) for r in zip(t[value], t[lo], t[hi])]
+
+
 def table_note(t: pd.DataFrame) -> str:
     """The table's caption, from the methods of its estimates (it cannot go stale)."""
-    methods = sorted({m for ms in t.get("methods", []) for m in str(ms).split(";") if m})
+    methods = _methods(t)
     return ("Per model, prefill and generation tok/s and 'gen vs baseline' (generation tok/s relative to the "
             "same-active dense baseline on the same device, engine, quant and test); 'roofline eff.' is "
             "generation tok/s over the bandwidth limit. "
@@ -85,12 +94,12 @@ def display_table(t: pd.DataFrame) -> pd.DataFrame:
         "quant": t["quant"], "test": t["test"],
         "params total/active (B)": [f"{a:.2f} / {b:.2f}" for a, b in zip(t["params_total_B"], t["params_active_B"])],
         "file (GB)": t["file_GB"].map(lambda v: f"{v:.2f}"),
-        "prefill tok/s": [_interval(*r) for r in zip(t["prefill_tok_s"], t["prefill_lo"], t["prefill_hi"])],
-        "gen tok/s": [_interval(*r) for r in zip(t["gen_tok_s"], t["gen_lo"], t["gen_hi"])],
+        "prefill tok/s": _intervals(t, "prefill_tok_s", "prefill_lo", "prefill_hi"),
+        "gen tok/s": _intervals(t, "gen_tok_s", "gen_lo", "gen_hi"),
         "gen vs baseline": [("baseline" if m == b else _interval(v, lo, hi, 3))
                             for m, b, v, lo, hi in zip(t["model"], t["baseline"], t["gen_ratio_to_baseline"],
                                                        t["ratio_lo"], t["ratio_hi"])],
-        "roofline eff.": [_interval(*r, 2) for r in zip(t["roofline_eff"], t["roofline_lo"], t["roofline_hi"])],
+        "roofline eff.": _intervals(t, "roofline_eff", "roofline_lo", "roofline_hi", 2),
         "peak RSS (GB)": t["peak_rss_GB"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
         "J/token": t["j_per_token"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
         "status": [s if s == "ok" else f"{s.upper()}: {r}" for s, r in zip(t["status"], t["status_reason"])],
@@ -136,7 +145,7 @@ def moe_effect_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 
 def moe_effect_note(t: pd.DataFrame) -> str:
-    methods = sorted({m for ms in t.get("methods", []) for m in str(ms).split(";") if m})
+    methods = _methods(t)
     return ("The MoE effect, isolated: each MoE member beside two dense counterfactuals that differ from it in "
             "the FFN only (one dense FFN of its active width, and of its total width; edgemoe/counterfactuals.py). "
             "index 0: the MoE costs what its active parameters cost; 1: what its total parameters cost. "
@@ -152,10 +161,9 @@ def write_moe_effect_table(t: pd.DataFrame, csv_path: str | Path, md_path: str |
     shown = pd.DataFrame({
         "device": t["device"], "quant": t["quant"], "test": t["test"], "model": t["model"],
         "experts (used)": [f"{e} ({k})" for e, k in zip(t["experts"], t["experts_used"])],
-        "tok/s MoE": [_interval(*r) for r in zip(t["moe_tok_s"], t["moe_lo"], t["moe_hi"])],
-        "tok/s dense-active": [_interval(*r) for r in zip(t["active_tok_s"], t["active_lo"], t["active_hi"])],
-        "tok/s dense-total": [_interval(*r) for r in zip(t["total_tok_s"], t["total_lo"], t["total_hi"])],
-        "index": [_interval(*r, 3) for r in zip(t["index"], t["index_lo"], t["index_hi"])],
+        **{f"tok/s {name}": _intervals(t, f"{k}_tok_s", f"{k}_lo", f"{k}_hi")
+           for name, k in (("MoE", "moe"), ("dense-active", "active"), ("dense-total", "total"))},
+        "index": _intervals(t, "index", "index_lo", "index_hi", 3),
         "stand-in vs original": [("–" if o is None or pd.isna(o) else f"{_interval(v, lo, hi, 3)} vs {o}")
                                  for o, v, lo, hi in zip(t["standin_vs"], t["standin_ratio"], t["standin_lo"],
                                                          t["standin_hi"])],
