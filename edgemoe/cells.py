@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgemoe import llamabench
-from edgemoe.process import ProcessResult, bench_lock, child_env, run_measured
+from edgemoe.process import ProcessResult, bench_lock, bytes_in_window, child_env, run_measured
 
 # stderr lines that mean "did not fit" rather than "broke"
 OOM_MARKERS = ("failed to allocate", "bad_alloc", "cannot allocate memory", "out of memory",
@@ -114,11 +116,22 @@ class CellSpec:
     cooldown_s: float = 0.0
     power_mode: str | None = None
     extra_args: tuple[str, ...] = ()  # more llama-bench flags (depth cells: -d, -ctk, -ctv, -fa)
+    # Emulated memory (edgemoe.memcg): in_cgroup runs the child in a memory cgroup of
+    # memory_emulated_bytes (None: no limit, the host's own memory) after evicting the model's pages.
+    in_cgroup: bool = False
+    memory_emulated_bytes: int | None = None
+
+    @property
+    def settle_repetitions(self) -> int:
+        """Untimed leading repetitions (recorded as warm-up): a cell whose model pages were evicted
+        would time the refill of the page cache in its first repetition, not the steady state."""
+        return 1 if self.in_cgroup else 0
 
 
 def cell_spec(*, cell_id: str, device_id: str, device: Any, exe: str, gguf: str, model_info_path: str,
               build_info_path: str, test: str, n_prompt: int, n_gen: int, repetitions: int, use_mmap: bool,
-              timeout_s: float, memory_limit_gb: float | None = None, bandwidth_path: str | None = None) -> CellSpec:
+              timeout_s: float, memory_limit_gb: float | None = None, bandwidth_path: str | None = None,
+              in_cgroup: bool = False, memory_emulated_bytes: int | None = None) -> CellSpec:
     """A CellSpec from the workflow's files and a device profile (edgemoe.config.Device)."""
     import json
 
@@ -130,7 +143,8 @@ def cell_spec(*, cell_id: str, device_id: str, device: Any, exe: str, gguf: str,
         repetitions=repetitions, threads=device.threads, n_gpu_layers=device.n_gpu_layers, use_mmap=use_mmap,
         timeout_s=timeout_s, memory_ceiling_bytes=device.memory_ceiling_bytes, energy_sampler=device.energy_sampler,
         memory_limit_bytes=int(memory_limit_gb * 1e9) if memory_limit_gb else None, device_read_gbs=bandwidth,
-        cooldown_s=device.cooldown_s, power_mode=device.power_mode)
+        cooldown_s=device.cooldown_s, power_mode=device.power_mode, in_cgroup=in_cgroup,
+        memory_emulated_bytes=memory_emulated_bytes)
 
 
 def _tool_versions(build_info: dict[str, Any]) -> str:
@@ -170,6 +184,7 @@ def base_record(spec: CellSpec, result: ProcessResult) -> dict[str, Any]:
         "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
         "host_steal_s": result.steal_s, "host_other_cpu_s": result.other_cpu_s, "cell_cpu_s": result.cpu_s,
         "memory_ceiling_bytes": spec.memory_ceiling_bytes, "memory_limit_bytes": spec.memory_limit_bytes,
+        "major_faults": result.major_faults, "storage_read_bytes": result.storage_read_bytes,
         "device_read_gbs": spec.device_read_gbs, "weight_bytes_per_token": weight_bytes_per_token(spec.model_path),
         "energy_sampler": spec.energy_sampler,
         "cell_start_utc": result.start_utc, "cell_end_utc": result.end_utc,
@@ -178,6 +193,30 @@ def base_record(spec: CellSpec, result: ProcessResult) -> dict[str, Any]:
     }
     base.pop("host_name_hash", None)
     return base
+
+
+@contextmanager
+def emulated_memory(spec: CellSpec) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(cgroup or None, the fields it adds to the records). With in_cgroup: the model's pages are
+    evicted and checked (mincore) first, then the child runs in a cell cgroup of the ceiling."""
+    from edgemoe import memcg
+
+    if not spec.in_cgroup:
+        yield None, {}
+        return
+    support = memcg.probe()
+    fields: dict[str, Any] = {"memory_emulated_bytes": spec.memory_emulated_bytes, "cgroup_version": support.version,
+                              "model_resident_bytes_before": memcg.evict_and_check(spec.model_path)}
+    with memcg.CellCgroup(support, spec.memory_emulated_bytes) as cg:
+        yield cg, fields
+
+
+def ceiling_kill_reason(spec: CellSpec, regime: dict[str, Any]) -> str:
+    limit = spec.memory_emulated_bytes
+    peak = regime.get("cgroup_peak_bytes")
+    return (f"killed by the emulated memory ceiling ({limit / 1e9:.2f} GB): {regime['cgroup_oom_kills']} OOM "
+            f"kill(s) in the cell's cgroup, peak {peak / 1e9:.2f} GB" if limit and peak else
+            f"killed in the cell's memory cgroup ({regime['cgroup_oom_kills']} OOM kill(s))")
 
 
 def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path: Path) -> list[dict[str, Any]]:
@@ -189,8 +228,8 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     from edgemoe.telemetry import NullSampler
     from edgemoe.thermal import peak_temperature
 
-    cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen, spec.repetitions,
-                             spec.threads, spec.n_gpu_layers, spec.use_mmap, extra=spec.extra_args)
+    cmd = llamabench.command(spec.bench_exe, spec.model_path, spec.n_prompt, spec.n_gen,
+                             spec.repetitions + spec.settle_repetitions, spec.threads, spec.n_gpu_layers, spec.use_mmap, extra=spec.extra_args)
     expected = (spec.n_prompt > 0) + (spec.n_gen > 0)
     with bench_lock(lock_path):
         time.sleep(spec.cooldown_s)  # let the device cool down after the previous cell
@@ -200,9 +239,11 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
         if not isinstance(sampler, NullSampler):
             time.sleep(IDLE_BASELINE_S)  # the idle baseline window, just before the cell
         idle_end_ns = time.monotonic_ns()
-        result = run_measured(cmd, timeout_s=spec.timeout_s, env=child_env(spec.threads),
-                              stderr_path=stderr_path, memory_limit_bytes=spec.memory_limit_bytes,
-                              result_lines=expected)
+        with emulated_memory(spec) as (cgroup, regime):
+            result = run_measured(cmd, timeout_s=spec.timeout_s, env=child_env(spec.threads),
+                                  stderr_path=stderr_path, memory_limit_bytes=spec.memory_limit_bytes,
+                                  result_lines=expected, cgroup=cgroup, trace_io=spec.in_cgroup)
+            regime.update(cgroup.stats() if cgroup else {})
         samples = sampler.stop()
         load_after = os.getloadavg()[0]
     raw_text = "".join(line for _, line in result.stdout_lines)
@@ -212,8 +253,11 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     except ValueError:
         rows = []
     status, reason = classify(result, rows, expected)
+    if status != "ok" and regime.get("cgroup_oom_kills"):
+        status, reason = "oom", ceiling_kill_reason(spec, regime)
 
     base = base_record(spec, result)
+    base.update(regime)
     base.update(status=status, status_reason=reason or None, load_avg_before=load_before, load_avg_after=load_after,
                 raw_output=str(raw_path))
     base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode, result)) or None
@@ -239,23 +283,28 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
         reps = llamabench.repetitions(row)
         energy = {"energy_status": "missing", "energy_reason": None,
                   "energy_j_per_token_raw": None, "energy_j_per_token_net": None, "idle_watts": idle_w}
+        # The repetitions are the last sum(samples) ns before llama-bench printed the line.
+        end = arrivals.get(llamabench.test_name(row))
+        timed = reps[spec.settle_repetitions:]
         if phase == "tg":
-            # The repetitions are the last sum(samples) ns before llama-bench printed the line.
-            end = arrivals.get(llamabench.test_name(row))
-            e = energy_joules(samples, end - sum(reps), end) if end and not isinstance(sampler, NullSampler) else None
+            e = energy_joules(samples, end - sum(timed), end) if end and not isinstance(sampler, NullSampler) else None
             if isinstance(sampler, NullSampler):
                 energy["energy_reason"] = sampler.reason
             elif e is None or e.missing:
                 energy["energy_reason"] = e.reason if e else "generation window not located"
             else:
-                n_tok = tokens * len(reps)
+                n_tok = tokens * len(timed)
                 energy.update(energy_status="ok", energy_j_per_token_raw=e.joules / n_tok,
                               energy_j_per_token_net=(e.joules - idle_w * e.window_s) / n_tok if idle_w is not None else None)
         else:
             energy["energy_reason"] = "energy is reported for generation only"
+        window = bytes_in_window(result.io_trace, end - sum(timed), end) if end and result.io_trace else None
+        storage = {"storage_read_bytes_window": window,
+                   "storage_read_bytes_per_token": window / (tokens * len(timed)) if window is not None else None}
         for i, ns in enumerate(reps):
+            settle = {"warmup": True} if i < spec.settle_repetitions else {}
             records.append({
-                **base, **energy, "run_id": f"{run_prefix}/{phase}/{i}", "phase": phase,
+                **base, **energy, **storage, **settle, "run_id": f"{run_prefix}/{phase}/{i}", "phase": phase,
                 "n_prompt": int(row["n_prompt"]), "n_gen": int(row["n_gen"]),
                 "n_batch": row.get("n_batch"), "n_ubatch": row.get("n_ubatch"),
                 "type_k": row.get("type_k"), "type_v": row.get("type_v"), "flash_attn": llamabench.flash_attn_name(row.get("flash_attn")),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgemoe import paths
+from edgemoe import paths, regimes
 from edgemoe.architectures import ArchSpec
 from edgemoe.host import device_matches, total_memory_bytes
 
@@ -37,6 +37,7 @@ class Device:
     description: str
     cooldown_s: float = 0.0
     power_mode: str | None = None
+    emulate_memory_bytes: int | None = None  # `emulate: {memory_gb}`: every cell in a cgroup of this size
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ class Test:
     n_gen: int
     every: int = 1  # rounds design: in every Nth counted round
     repetitions: int | None = None  # rounds design: this test's llama-bench -r (None: rounds.repetitions)
+    # experiment.regimes (edgemoe/regimes.py): a variant of `base` under an emulated ceiling
+    base: str | None = None
+    in_cgroup: bool = False
+    ceiling_bytes: int | None = None  # None: the device's memory (its emulated one, if any)
+    use_mmap: bool | None = None  # None: experiment.use_mmap
+
+    def __str__(self) -> str:
+        # A rounds design's identity hashes this: a plain test keeps the form it had before regimes
+        # existed, so that designs (and other devices' rounds found by design id) stay the same.
+        if not self.in_cgroup:
+            return (f"Test(name={self.name!r}, n_prompt={self.n_prompt!r}, n_gen={self.n_gen!r}, "
+                    f"every={self.every!r}, repetitions={self.repetitions!r})")
+        return repr(self)
 
 
 def content_hash(obj: Any) -> str:
@@ -162,10 +176,16 @@ class Experiment:
         names = [t["name"] for t in exp["tests"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
-        self.tests = {t["name"]: Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1), t.get("repetitions")) for t in exp["tests"]}
-        for t in self.tests.values():
+        base_tests = [Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1), t.get("repetitions"))
+                      for t in exp["tests"]]
+        for t in base_tests:
             if t.n_prompt == 0 and t.n_gen == 0:
                 raise ConfigError(f"experiment.tests[{t.name}]: n_prompt and n_gen are both 0")
+        try:
+            self.regimes = regimes.configured(exp)
+            self.tests = {t.name: t for t in self._regime_variants(base_tests)}
+        except regimes.RegimeError as e:
+            raise ConfigError(str(e)) from None
         self.repetitions = exp["repetitions"]
         self.use_mmap = exp["use_mmap"]
         self.timeout_s = exp["timeout_s"]
@@ -174,13 +194,43 @@ class Experiment:
                 raise ConfigError(f"engines.{self.engine_id}.patches: {p!r} not found under patches/")
 
     # ---- pieces ------------------------------------------------------------------------------
+    def _regime_variants(self, tests: list[Test]) -> list[Test]:
+        """The tests themselves, or each once per configured regime (edgemoe.regimes); a cgroup
+        is checked for before any job wherever a cell of this host would need one."""
+        if self.device is not None and (self.regimes or self.device.emulate_memory_bytes):
+            key = "experiment.regimes.ceilings" if self.regimes else f"devices.{self.device_id}.emulate"
+            regimes.check_host_supports(key)
+        if not self.regimes:
+            return tests
+        return [Test(regimes.variant_name(t.name, r), t.n_prompt, t.n_gen, t.every, t.repetitions, base=t.name,
+                     in_cgroup=True, ceiling_bytes=None if r.ceiling_gb is None else int(r.ceiling_gb * 1e9),
+                     use_mmap=r.use_mmap)
+                for t in tests for r in self.regimes]
+
+    def memory_regime(self, device_id: str, test: str) -> tuple[bool, int | None, bool]:
+        """(in a cgroup, emulated bytes or None, use mmap) of one cell: the test's regime, else the
+        device's emulated memory, else the host's with experiment.use_mmap."""
+        t, d = self.tests[test], self.devices[device_id]
+        use_mmap = self.use_mmap if t.use_mmap is None else t.use_mmap
+        if t.in_cgroup:
+            return True, t.ceiling_bytes if t.ceiling_bytes is not None else d.emulate_memory_bytes, use_mmap
+        return d.emulate_memory_bytes is not None, d.emulate_memory_bytes, use_mmap
+
     def _device(self, dev_id: str, p: dict[str, Any]) -> Device:
         threads = (os.cpu_count() or 1) if p["threads"] == "auto" else int(p["threads"])
         ceiling = p["memory_ceiling_gb"]
         ceiling_bytes = total_memory_bytes() if ceiling == "auto" else int(float(ceiling) * 1e9)
+        emulate = None
+        if "emulate" in p:
+            try:
+                regimes.check_ceiling(p["emulate"]["memory_gb"], f"devices.{dev_id}.emulate.memory_gb")
+            except regimes.RegimeError as e:
+                raise ConfigError(str(e)) from None
+            emulate = int(float(p["emulate"]["memory_gb"]) * 1e9)
+            ceiling_bytes = min(ceiling_bytes, emulate)  # what the device's cells can use
         return Device(dev_id, p["backend"], tuple(p["cmake_flags"]), threads, p["n_gpu_layers"],
                       ceiling_bytes, p["energy_sampler"], p["temperature"], p["description"],
-                      float(p.get("cooldown_s", 0)), p.get("power_mode"))
+                      float(p.get("cooldown_s", 0)), p.get("power_mode"), emulate)
 
     def _model_ids(self, exp: dict[str, Any]) -> list[str]:
         """experiment.models, then each counterfactual family and the sweep's members (canonical ids,

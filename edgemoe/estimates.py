@@ -244,6 +244,9 @@ def estimates(runs: pd.DataFrame, baseline: str, kind: str = "bench", interval: 
     if "energy_j_per_token_net" in runs.columns:
         parts.append(medians(runs[runs["phase"] == "tg"], kind, "energy_j_per_token_net", "energy_j_per_token",
                              interval))
+    for value in ("storage_read_bytes_per_token", "cgroup_peak_bytes"):  # memory regimes (edgemoe/regimes.py)
+        if value in runs.columns and runs[value].notna().any():
+            parts.append(medians(runs, kind, value, value, interval))
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
 

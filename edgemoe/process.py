@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 POLL_S = 0.05
+IO_TRACE_POLL_S = 0.005  # with trace_io: the read-bytes trace's resolution (a counter read: microseconds)
 MEMORY_SAMPLE_S = 0.5
 
 
@@ -58,6 +59,9 @@ class ProcessResult:
     cpu_s: float | None = None  # the child's user + system time
     steal_s: float | None = None  # hypervisor steal over the child's lifetime, all CPUs
     other_cpu_s: float | None = None  # everything else's CPU time meanwhile
+    major_faults: int | None = None  # the child's page faults that waited for storage
+    storage_read_bytes: int | None = None  # bytes the child made the kernel read from storage (Linux)
+    io_trace: list[tuple[int, int]] = field(default_factory=list)  # (monotonic ns, child's read bytes so far)
 
 
 def _utc_now() -> str:
@@ -95,6 +99,35 @@ def _peak_rss(pid: int) -> int | None:
 
 def _rss(pid: int) -> int | None:
     return _status_kib(pid, "VmRSS")
+
+
+def _read_bytes(pid: int | str) -> int | None:
+    """Storage bytes read on behalf of the process (/proc/<pid>/io; counters only, microseconds).
+    A parent's own count includes its reaped children's, which gives a child's exact total."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def bytes_in_window(trace: list[tuple[int, int]], start_ns: int, end_ns: int) -> int | None:
+    """Read bytes between two instants of an io trace, linearly interpolated between samples;
+    None when the trace does not bracket the window."""
+    pts = sorted(trace)
+    if not pts or pts[0][0] > start_ns or pts[-1][0] < end_ns - 10**8:  # the last sample may trail by <0.1 s
+        return None
+
+    def at(t: int) -> float:
+        for (t0, b0), (t1, b1) in zip(pts, pts[1:]):
+            if t0 <= t <= t1:
+                return b0 + (b1 - b0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
+        return pts[-1][1]
+
+    return max(int(round(at(end_ns) - at(start_ns))), 0)
 
 
 def _sys_mem_used() -> int | None:
@@ -136,7 +169,8 @@ def _proc_stat_jiffies() -> tuple[int, int] | None:
 
 
 def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stderr_path: Path,
-                 memory_limit_bytes: int | None = None, result_lines: int | None = None) -> ProcessResult:
+                 memory_limit_bytes: int | None = None, result_lines: int | None = None,
+                 cgroup: Any = None, trace_io: bool = False) -> ProcessResult:
     """Run cmd, stamping each stdout line; return exact peak RSS and what we sampled.
 
     While the child is timed only cheap counters are read (system memory in use, /proc/stat).
@@ -144,18 +178,25 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
     tables, 63 ms of kernel time per read with a 4 GB model mapped, which slowed the benchmark
     beside it by up to 12%) is read once, when the child has printed its `result_lines`-th JSON
     line (every timed repetition is over), with the child stopped (SIGSTOP) so that it has not
-    unmapped the model yet, then resumed."""
+    unmapped the model yet, then resumed.
+
+    cgroup (edgemoe.memcg.CellCgroup): the child joins it before exec. trace_io: the child's read
+    bytes are sampled every poll and at each JSON line (`io_trace`, for bytes read per token)."""
 
     def limit_memory() -> None:
         os.setsid()  # own process group: a timeout kills the whole tree
         if memory_limit_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+        if cgroup is not None:
+            cgroup.join()
 
     start_utc, t0 = _utc_now(), time.monotonic()
     stat_before = _proc_stat_jiffies()
     pmd: list[int | None] = [None]
     hwm: list[int | None] = []  # VmHWM readings of the child
     parent_rss = _rss(os.getpid())  # what a forked child starts with
+    read_before = _read_bytes("self")
+    io_trace: list[tuple[int, int]] = []
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=limit_memory)
         lines: list[tuple[int, str]] = []
@@ -165,6 +206,8 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
             for raw in proc.stdout:  # type: ignore[union-attr]
                 lines.append((time.monotonic_ns(), raw.decode(errors="replace")))
                 results += raw.lstrip().startswith(b"{")
+                if trace_io and raw.lstrip().startswith(b"{") and (b := _read_bytes(proc.pid)) is not None:
+                    io_trace.append((time.monotonic_ns(), b))
                 if result_lines and results == result_lines and pmd[0] is None:
                     try:
                         os.kill(proc.pid, signal.SIGSTOP)
@@ -186,6 +229,8 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
             if pid:
                 break
             now = time.monotonic()
+            if trace_io and (b := _read_bytes(proc.pid)) is not None:
+                io_trace.append((time.monotonic_ns(), b))
             if now >= next_sample:
                 sys_peak = max(filter(None, (sys_peak, _sys_mem_used())), default=None)
                 hwm.append(_peak_rss(proc.pid))
@@ -193,11 +238,12 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
             if now - t0 > timeout_s and not timed_out:
                 timed_out = True
                 os.killpg(proc.pid, signal.SIGKILL)
-            time.sleep(POLL_S)
+            time.sleep(IO_TRACE_POLL_S if trace_io else POLL_S)
         proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
         reader.join(timeout=10)
     wall = time.monotonic() - t0
     stat_after = _proc_stat_jiffies()
+    read_after = _read_bytes("self")
     code = os.waitstatus_to_exitcode(status)
     tail = stderr_path.read_bytes()[-4000:].decode(errors="replace")
     child_cpu = ru.ru_utime + ru.ru_stime
@@ -210,7 +256,10 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
         exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, timed_out=timed_out,
         peak_rss_bytes=_own_peak(hwm, ru.ru_maxrss, parent_rss), sys_mem_used_peak_bytes=sys_peak,
         file_pmd_mapped_peak_bytes=pmd[0], wall_s=wall, start_utc=start_utc, end_utc=_utc_now(),
-        stdout_lines=lines, stderr_tail=tail, cpu_s=child_cpu, steal_s=steal, other_cpu_s=other)
+        stdout_lines=lines, stderr_tail=tail, cpu_s=child_cpu, steal_s=steal, other_cpu_s=other,
+        major_faults=ru.ru_majflt,
+        storage_read_bytes=read_after - read_before if read_before is not None and read_after is not None else None,
+        io_trace=sorted(io_trace))
 
 
 def child_env(threads: int) -> dict[str, str]:

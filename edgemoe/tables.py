@@ -45,7 +45,7 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
                 "status": "ok" if failed.empty else failed.iloc[0]["status"],
                 "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
                 "params_total_B": first["params_total"] / 1e9, "params_active_B": first["params_active"] / 1e9,
-                "file_GB": first["gguf_bytes"] / 1e9,
+                "file_GB": first["gguf_bytes"] / 1e9, "use_mmap": bool(first["use_mmap"]),
                 "prefill_tok_s": pp.value, "prefill_lo": pp.lo, "prefill_hi": pp.hi,
                 "gen_tok_s": tg.value, "gen_lo": tg.lo, "gen_hi": tg.hi,
                 "gen_ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
@@ -92,6 +92,7 @@ def display_table(t: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "device": t["device"], "model": t["model"], "family": t["family"], "weights": t["weights_source"],
         "quant": t["quant"], "test": t["test"],
+        "load": t["use_mmap"].map({True: "mmap", False: "read"}) if "use_mmap" in t else "mmap",
         "params total/active (B)": [f"{a:.2f} / {b:.2f}" for a, b in zip(t["params_total_B"], t["params_active_B"])],
         "file (GB)": t["file_GB"].map(lambda v: f"{v:.2f}"),
         "prefill tok/s": _intervals(t, "prefill_tok_s", "prefill_lo", "prefill_hi"),
@@ -113,6 +114,75 @@ def write_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path, tex_
     atomic_write_text(md_path, table_note(t) + "\n\n" + shown.to_markdown(index=False) + "\n")
     latex = shown.to_latex(index=False, escape=True, column_format="l" * len(shown.columns))
     atomic_write_text(tex_path, "% needs \\usepackage{booktabs}\n" + latex)
+
+
+def regimes_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) -> pd.DataFrame:
+    """Per device, model, base test, load mode and memory ceiling (edgemoe/regimes.py): decode
+    tok/s, the ratio to the same-active baseline under the same ceiling and mode, storage bytes read
+    per generated token, the cgroup's peak and major faults; a cell killed by the ceiling keeps its
+    row with its status."""
+    from edgemoe.regimes import regime_columns
+
+    bench = runs[runs["kind"] == "bench"]
+    regimes = regime_columns(bench)
+    if regimes.empty:
+        return pd.DataFrame()
+    est = E.estimates(bench, baseline, "bench")
+    rows = []
+    for r in regimes.to_dict("records"):
+        cells = bench[(bench["device"] == r["device"]) & (bench["test"] == r["test"])]
+        for (engine, quant, source), group in cells.groupby(["engine", "quant", "weights_source"], sort=True):
+            at = {"device": r["device"], "engine": engine, "quant": quant, "test": r["test"], "weights_source": source}
+            for model in _ordered_models(group, model_order):
+                g = group[group["model"] == model]
+                failed = g[g["status"] != "ok"]
+                tg = E.pick(est, "tokens_per_s", **at, model=model, phase="tg")
+                ratio = NAN if model == baseline else E.pick(est, "ratio", **at, model=model, reference=baseline,
+                                                              phase="tg")
+                read = E.pick(est, "storage_read_bytes_per_token", **at, model=model, phase="tg")
+                peak = E.pick(est, "cgroup_peak_bytes", **at, model=model, phase="tg")
+                methods = est[(est["model"] == model) & (est[KEYS] == pd.Series(at)).all(axis=1)]["method"]
+                rows.append({
+                    **at, "model": model, "base_test": r["base_test"], "load_mode": r["load_mode"],
+                    "ceiling": r["ceiling"], "ceiling_GB": r["ceiling_gb"], "emulated": r["emulated"],
+                    "file_GB": g["gguf_bytes"].iloc[0] / 1e9,
+                    "gen_tok_s": tg.value, "gen_lo": tg.lo, "gen_hi": tg.hi,
+                    "gen_ratio_to_baseline": ratio.value, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
+                    "read_MB_per_token": read.value / 1e6, "read_lo": read.lo / 1e6, "read_hi": read.hi / 1e6,
+                    "cgroup_peak_GB": peak.value / 1e9,
+                    "major_faults": g["major_faults"].median() if "major_faults" in g else NAN,
+                    "cells": int(g["cell_id"].nunique()), "failed_cells": int(failed["cell_id"].nunique()),
+                    "status": "ok" if failed.empty else failed.iloc[0]["status"],
+                    "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
+                    "methods": ";".join(sorted(set(methods))), "warmup_rows": E.warmup_rows(g), "baseline": baseline,
+                })
+    return pd.DataFrame(rows)
+
+
+def write_regimes_table(t: pd.DataFrame, csv_path: str | Path, md_path: str | Path) -> None:
+    atomic_write_text(csv_path, t.to_csv(index=False, float_format="%.6g"))
+    if t.empty:
+        atomic_write_text(md_path, "No cell of the run table ran under an emulated memory ceiling.\n")
+        return
+    shown = pd.DataFrame({
+        "device": t["device"], "model": t["model"], "test": t["base_test"], "load": t["load_mode"],
+        "ceiling": t["ceiling"], "file (GB)": t["file_GB"].map(lambda v: f"{v:.2f}"),
+        "decode tok/s": _intervals(t, "gen_tok_s", "gen_lo", "gen_hi", 2),
+        "vs baseline": [("baseline" if m == b else _interval(v, lo, hi, 3))
+                        for m, b, v, lo, hi in zip(t["model"], t["baseline"], t["gen_ratio_to_baseline"],
+                                                   t["ratio_lo"], t["ratio_hi"])],
+        "read MB/token": _intervals(t, "read_MB_per_token", "read_lo", "read_hi", 1),
+        "cgroup peak (GB)": t["cgroup_peak_GB"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
+        "failed": [f"{f}/{c} {s.upper()}: {r}" if f else "" for f, c, s, r in
+                   zip(t["failed_cells"], t["cells"], t["status"], t["status_reason"])],
+    })
+    note = ("Memory regimes (edgemoe/regimes.py): each cell ran llama-bench in a memory cgroup of the ceiling "
+            "(page cache counted, the model's pages evicted first; 'host': no limit, still in a cgroup), with the "
+            "weights mapped (mmap) or read into memory. 'vs baseline': decode tok/s relative to the same-active "
+            "dense baseline under the same ceiling and load mode; 'read MB/token': bytes read from storage during "
+            "the timed repetitions per generated token. " + E.describe(_methods(t), int(t["warmup_rows"].sum()))
+            + " Weights 'twin' are shape twins (random weights).")
+    atomic_write_text(md_path, note + "\n\n" + shown.to_markdown(index=False) + "\n")
 
 
 def moe_effect_table(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:

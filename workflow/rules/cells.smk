@@ -7,7 +7,8 @@
 CELL_PARAMS = dict(
     device=lambda w: EXP.devices[w.device],
     test=lambda w: EXP.tests[w.test],
-    use_mmap=EXP.use_mmap,
+    # (in a memory cgroup, emulated bytes, use mmap) of the cell: edgemoe.regimes
+    memory_regime=lambda w: EXP.memory_regime(w.device, w.test),
     timeout_s=EXP.timeout_s,
     memory_limit_gb=config.get("cell_memory_limit_gb"),
     lock=paths.BENCH_LOCK,
