@@ -24,7 +24,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Where cgroup filesystems are mounted; EDGEMOE_CGROUP_ROOT points elsewhere (a test of a host
+# without a usable controller).
+CGROUP_ROOT = Path(os.environ.get("EDGEMOE_CGROUP_ROOT", "/sys/fs/cgroup"))
 UNLIMITED = "max"
 
 
@@ -54,8 +56,9 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-def probe(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup"), system: str | None = None) -> Support:
+def probe(root: Path | None = None, proc_cgroup: Path = Path("/proc/self/cgroup"), system: str | None = None) -> Support:
     """The memory controller cells can use, or CeilingUnavailable naming what is missing."""
+    root = root or CGROUP_ROOT
     system = system or platform.system()
     if system != "Linux":
         raise CeilingUnavailable(f"emulated memory ceilings need Linux memory cgroups; this host runs {system}")
@@ -118,6 +121,7 @@ class CellCgroup:
         (self.path / name).write_text(value)
 
     def __enter__(self) -> CellCgroup:
+        self._remove_stale()
         self.path.mkdir(parents=True, exist_ok=False)
         if self.limit_bytes is not None:
             if self.support.version == 1:
@@ -129,6 +133,15 @@ class CellCgroup:
                 if (self.path / "memory.swap.max").exists():
                     self._write("memory.swap.max", "0")
         return self
+
+    def _remove_stale(self) -> None:
+        """Empty cell cgroups a killed run left behind (cells run one at a time, under the lock)."""
+        for old in self.support.parent.glob("cell-*"):
+            try:
+                if not (old / "cgroup.procs").read_text().strip():
+                    old.rmdir()
+            except OSError:
+                pass
 
     def join(self) -> None:
         """Move the calling process into the cgroup (the child, before exec)."""

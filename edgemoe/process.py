@@ -17,6 +17,7 @@ import os
 import resource
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -29,17 +30,25 @@ IO_TRACE_POLL_S = 0.005  # with trace_io: the read-bytes trace's resolution (a c
 MEMORY_SAMPLE_S = 0.5
 
 
+# Held beside the work folder's lock: cells of two checkouts (or two pytest runs) on one host
+# never overlap either.
+HOST_LOCK = Path(tempfile.gettempdir()) / "edgemoe-bench.lock"
+
+
 @contextmanager
 def bench_lock(path: Path | str, wait_note: Any = None) -> Iterator[float]:
-    """Exclusive lock held for the whole cell; yields seconds spent waiting for it."""
+    """Exclusive locks (the work folder's and the host's) held for the whole cell; yields seconds
+    spent waiting for them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    with open(path, "a+") as f, open(HOST_LOCK, "a+") as host:
         t0 = time.monotonic()
         fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(host, fcntl.LOCK_EX)
         try:
             yield time.monotonic() - t0
         finally:
+            fcntl.flock(host, fcntl.LOCK_UN)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

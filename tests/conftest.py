@@ -3,6 +3,7 @@ real pipeline (llama.cpp build included) on tiny shape twins."""
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,13 @@ def work(tmp_path_factory):
             (work / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, work / f)
     return work
+
+
+def snakemake(work, *args, env=None, check=True, timeout=1800):
+    """Run the workflow in a work folder (integration tests); a failure shows the end of its output."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "4", *args]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc

@@ -13,6 +13,7 @@ import time
 import pandas as pd
 import pytest
 
+from conftest import snakemake
 from edgemoe.files import sha256_file
 from edgemoe.records import read_jsonl, read_parquet
 
@@ -25,13 +26,6 @@ def smoke_with(*files):
     return ["--configfile", "config/smoke.yaml", *files]
 
 
-def snakemake(work, *args, env=None, check=True, timeout=1800):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "4", *args]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
