@@ -20,6 +20,7 @@ include: "workflow/rules/cells.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/locality.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/faults.smk"
 

@@ -92,7 +92,7 @@ def derive(model_id: str, base_spec: ArchSpec, quants: list[str] = ()) -> ArchSp
         _check_width(model_id, f"expert width {active_ff}/{n_used} =", active_ff / n_used, quants)
         return dataclasses.replace(stand_in, n_expert=n_expert, n_expert_used=n_used, n_ff=active_ff // n_used)
     raise DerivationError(f"{model_id}: unknown derivation {derivation!r}; allowed: moe, dense-active, dense-total, "
-                          "E<experts>k<used>, dense-ff<width>")
+                          "E<experts>k<used>, dense-ff<width> (skewed twins M@skew<s>: experiment.locality.models only)")
 
 
 def canonical(base: str, base_spec: ArchSpec, spec: ArchSpec) -> str:

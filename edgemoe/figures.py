@@ -27,6 +27,7 @@ from edgemoe.plotting import (  # noqa: E402
     save,
 )
 from edgemoe.figures_moe import moe_effect_figure, sweep_figure  # noqa: E402,F401 (figure_<name> rules find them here)
+from edgemoe.figures_locality import locality_figure  # noqa: E402,F401 (figure_locality: the locality table)
 
 
 def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:

@@ -11,7 +11,8 @@ the rule's pattern, so a rule's output and the package's idea of that output can
     results/rounds/<device>/<engine>/<design>/r<kkk>/decision.json
     results/rounds/<device>/<design>-stop-<stopping>.done.json
     results/{profile,depth}/<device>/<engine>/<model>/<weights tag>/<quant>/...
-    results/runs.parquet, figures/
+    results/locality/<device>/<engine>/<model>/<weights tag>/<quant>/<decode>-<prompt set>.{parquet,json,log}
+    results/runs.parquet, results/locality.parquet (expert selections: never in the run table), figures/
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 RESULTS = "results"
 RUN_TABLE = f"{RESULTS}/runs.parquet"
 BENCH_LOCK = f"{RESULTS}/.bench.lock"
+LOCALITY_TABLE = f"{RESULTS}/locality.parquet"
 
 
 def engine_source(engine: str) -> str:
@@ -46,6 +48,12 @@ def bandwidth(device: str) -> str:
 def cell_dir(kind: str, device: str, engine: str, model: str, tag: str, quant: str) -> str:
     """kind: cells (block design), profile, depth."""
     return f"{RESULTS}/{kind}/{device}/{engine}/{model}/{tag}/{quant}"
+
+
+def locality_cell(device: str, engine: str, model: str, tag: str, quant: str, decode: str, prompt_set: str,
+                  ext: str = "parquet") -> str:
+    """An expert-locality run (edgemoe.locality_cells): its rows (parquet), summary (json), stderr (log)."""
+    return f"{cell_dir('locality', device, engine, model, tag, quant)}/{decode}-{prompt_set}.{ext}"
 
 
 def cell_stem(device: str, engine: str, model: str, tag: str, quant: str, test: str) -> str:

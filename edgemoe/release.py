@@ -71,6 +71,12 @@ def describe(runs) -> str:
     return "\n".join(lines)
 
 
+LOCALITY_NOTE = """`locality.jsonl.gz`: expert-locality rows (edgemoe/locality_data.py), one per (run, prompt,
+decode step, MoE layer) with the router's top-k ids, what was decoded and the model file's hash;
+the locality table and figure rebuild from them. A twin's routing is random weights' routing.
+"""
+
+
 def release(parquet: Path, dest: Path, note: str = "") -> Path:
     table = read_parquet(parquet)
     runs = table.to_pandas()
@@ -80,6 +86,10 @@ def release(parquet: Path, dest: Path, note: str = "") -> Path:
         with gzip.open(tmp, "wt") as f:
             for row in table.to_pylist():
                 f.write(json.dumps(row, sort_keys=True) + "\n")
+    # Expert-locality rows (edgemoe.locality_data) live beside the run table, never in it.
+    from edgemoe.locality_data import release_rows
+
+    locality = release_rows(Path(parquet).with_name("locality.parquet"), dest)
     rounds = in_rounds(runs)
     design = ("Cells ran in rounds (every cell once per round, order drawn per round from a recorded "
               "seed); tables give medians of round medians and ratios paired inside rounds, with "
@@ -102,6 +112,7 @@ llama-bench (`-o jsonl`, every repetition's time kept), one cell at a time with 
 scheduled beside it; threads, GPU layers and weight-loading mode explicit; peak RSS of the
 benchmark process by os.wait4. {design}
 `is_twin` rows come from shape twins: the real models' architecture and sizes, random weights.
+{LOCALITY_NOTE if locality else ""}
 
 ## Licence
 The records are released under CC BY 4.0.

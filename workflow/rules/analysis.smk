@@ -172,6 +172,7 @@ rule figures_all:
         rules.moe_effect_table.output if "counterfactual" in KINDS else [],
         expand("figures/{name}.{ext}", name=FIGURES_BUILT, ext=["png", "pdf", "csv"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
+        LOCALITY_OUTPUTS,  # workflow/rules/locality.smk: expert locality table and figure
     output:
         "figures/all",
     log:
