@@ -18,6 +18,7 @@ from typing import Any
 from edgemoe import paths, regimes
 from edgemoe.architectures import ArchSpec
 from edgemoe.host import device_matches, total_memory_bytes
+from edgemoe.prompts import check_prompt_settings
 
 
 class ConfigError(ValueError):
@@ -189,32 +190,25 @@ class Experiment:
         self.repetitions = exp["repetitions"]
         self.use_mmap = exp["use_mmap"]
         self.timeout_s = exp["timeout_s"]
+        try:
+            check_prompt_settings(exp.get("prompts") or {}, self.engine_id, self.engine.get("targets", []))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         for p in self.engine.get("patches", []):
             if not (Path("patches") / p).is_file() and not Path(p).is_file():
                 raise ConfigError(f"engines.{self.engine_id}.patches: {p!r} not found under patches/")
 
     # ---- pieces ------------------------------------------------------------------------------
     def _regime_variants(self, tests: list[Test]) -> list[Test]:
-        """The tests themselves, or each once per configured regime (edgemoe.regimes); a cgroup
-        is checked for before any job wherever a cell of this host would need one."""
+        """The tests, or each once per configured regime; a cgroup is checked for before any job
+        wherever a cell of this host would need one."""
         if self.device is not None and (self.regimes or self.device.emulate_memory_bytes):
-            key = "experiment.regimes.ceilings" if self.regimes else f"devices.{self.device_id}.emulate"
-            regimes.check_host_supports(key)
-        if not self.regimes:
-            return tests
-        return [Test(regimes.variant_name(t.name, r), t.n_prompt, t.n_gen, t.every, t.repetitions, base=t.name,
-                     in_cgroup=True, ceiling_bytes=None if r.ceiling_gb is None else int(r.ceiling_gb * 1e9),
-                     use_mmap=r.use_mmap)
-                for t in tests for r in self.regimes]
+            regimes.check_host_supports("experiment.regimes.ceilings" if self.regimes else f"devices.{self.device_id}.emulate")
+        return regimes.variants(tests, self.regimes) if self.regimes else tests
 
     def memory_regime(self, device_id: str, test: str) -> tuple[bool, int | None, bool]:
-        """(in a cgroup, emulated bytes or None, use mmap) of one cell: the test's regime, else the
-        device's emulated memory, else the host's with experiment.use_mmap."""
-        t, d = self.tests[test], self.devices[device_id]
-        use_mmap = self.use_mmap if t.use_mmap is None else t.use_mmap
-        if t.in_cgroup:
-            return True, t.ceiling_bytes if t.ceiling_bytes is not None else d.emulate_memory_bytes, use_mmap
-        return d.emulate_memory_bytes is not None, d.emulate_memory_bytes, use_mmap
+        """(in a cgroup, emulated bytes or None, use mmap) of one cell (edgemoe.regimes.cell_regime)."""
+        return regimes.cell_regime(self.tests[test], self.devices[device_id], self.use_mmap)
 
     def _device(self, dev_id: str, p: dict[str, Any]) -> Device:
         threads = (os.cpu_count() or 1) if p["threads"] == "auto" else int(p["threads"])
@@ -376,6 +370,18 @@ class Experiment:
         return [test_name(depth, c, meth) for c in d.get("cache_types", ["f16"]) for meth in d.get("methods", ["auto"])
                 for depth in self.depths()]
 
+    def prompt_tests(self) -> list[str]:
+        """The prompt-driven cell's test name (edgemoe/prompt_cells.py), when experiment.prompts is on."""
+        from edgemoe.prompt_cells import prompt_test_name
+
+        pr = self.cfg["experiment"].get("prompts") or {}
+        return [prompt_test_name(pr["set"], pr["n_gen"])] if pr.get("enabled") else []
+
+    def prompt_cells(self, device: str) -> list[str]:
+        """Block design: one prompt cell per model and quant (rounds: inside the rounds)."""
+        return [f"{self.cell_dir('prompts', device, m, q)}/{t}.jsonl" for m in self.models for q in self.quants
+                for t in self.prompt_tests()]
+
     def depth_cells(self, device: str) -> list[str]:
         if not self.cfg.get("depth", {}).get("enabled"):
             return []
@@ -387,6 +393,6 @@ class Experiment:
         out = []
         for d in self.devices:
             if d != self.device_id:
-                cells = self.cells(d) + self.profile_cells(d) + self.depth_cells(d)
+                cells = self.cells(d) + self.profile_cells(d) + self.depth_cells(d) + self.prompt_cells(d)
                 out += [p for p in cells if Path(p).is_file()]
         return out

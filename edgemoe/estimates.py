@@ -52,6 +52,10 @@ METHODS = {
     "roofline-efficiency": "median decode tok/s and its interval divided by the bandwidth limit: the device's "
                            "measured read bandwidth over the weight bytes a decode step reads (used experts only "
                            "for an MoE)",
+    "runs-pooled-quantile": "percentile of every inter-token gap pooled (prompt cells: gaps between consecutive "
+                            "generated tokens' forward passes in llama-cli's timestamped log; profile cells: decode step "
+                            "times with node timing on), 95% bootstrap interval resampling whole runs (one run: blocks "
+                            "of 8 consecutive steps)",
     "block-index": "total-tracking index of the three members' medians over repetitions, 95% percentile-bootstrap "
                    "interval resampling each member's repetitions independently",
 }

@@ -28,6 +28,8 @@ from edgemoe.plotting import (  # noqa: E402
 )
 from edgemoe.figures_moe import moe_effect_figure, sweep_figure  # noqa: E402,F401 (figure_<name> rules find them here)
 from edgemoe.figures_locality import locality_figure  # noqa: E402,F401 (figure_locality: the locality table)
+from edgemoe.figures_regimes import ceilings_figure  # noqa: E402,F401
+from edgemoe.figures_method import latency_figure  # noqa: E402,F401
 
 
 def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:

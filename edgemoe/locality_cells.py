@@ -32,6 +32,7 @@ import pyarrow as pa
 from edgemoe import paths
 from edgemoe.config import ConfigError, Model, content_hash
 from edgemoe.locality_data import SCHEMA
+from edgemoe.prompts import prompts_path
 
 DECODE_MODES = ("text", "greedy", "repeat", "random")
 _SKEW = re.compile(r"skew(\d+(?:\.\d+)?)")
@@ -70,31 +71,6 @@ class Plan:
         if not self.enabled:
             return []
         return [self.cell(device, engine, m, q, d) for m in self.models for q in quants for d in self.decode]
-
-
-def prompts_path(name: str) -> str:
-    """A prompt set: a name under data/prompts/ (edge-12), or a path to a .jsonl file."""
-    return name if name.endswith(".jsonl") else f"data/prompts/{name}.jsonl"
-
-
-def read_prompts(path: Path | str) -> list[dict[str, str]]:
-    """A prompt set: one JSON object per line with a unique `id`, a `kind` and a non-empty `text`."""
-    out, seen = [], set()
-    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-            p = {"id": str(r["id"]), "kind": str(r.get("kind", "")), "text": str(r["text"])}
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{i}: not a prompt ({type(e).__name__}: {e})") from None
-        if not p["text"].strip() or p["id"] in seen:
-            raise ValueError(f"{path}:{i}: prompt {p['id']!r} is empty or its id is not unique")
-        seen.add(p["id"])
-        out.append(p)
-    if not out:
-        raise ValueError(f"{path}: no prompts")
-    return out
 
 
 def skew_twin(model_id: str, cfg: dict[str, Any]) -> Model | None:
@@ -324,4 +300,4 @@ def _int(v: Any) -> int | None:
     return None if v in (None, "null") else int(v)
 
 
-__all__ = ["DECODE_MODES", "Plan", "plan", "prompts_path", "read_prompts", "run_cell", "skew_twin"]
+__all__ = ["DECODE_MODES", "Plan", "plan", "run_cell", "skew_twin"]

@@ -207,7 +207,8 @@ def run_measured(cmd: list[str], *, timeout_s: float, env: dict[str, str], stder
     read_before = _read_bytes("self")
     io_trace: list[tuple[int, int]] = []
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, preexec_fn=limit_memory)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env,
+                                preexec_fn=limit_memory)
         lines: list[tuple[int, str]] = []
 
         def read_stdout() -> None:

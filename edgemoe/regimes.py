@@ -15,6 +15,7 @@ Records carry `memory_emulated_bytes` and `use_mmap`; the analysis reads the reg
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,22 @@ def configured(exp_cfg: dict[str, Any]) -> list[Regime]:
         check_ceiling(c, f"experiment.regimes.ceilings[{i}]")
     return [Regime(None if c == "host" else float(c), MODES[mode])
             for c in ceilings for mode in r.get("load_modes", list(MODES))]
+
+
+def variants(tests: list, regimes: list[Regime]) -> list:
+    """Each test (edgemoe.config.Test) once per regime, named variant_name(test, regime)."""
+    return [dataclasses.replace(t, name=variant_name(t.name, r), base=t.name, in_cgroup=True, use_mmap=r.use_mmap,
+                                ceiling_bytes=None if r.ceiling_gb is None else int(r.ceiling_gb * 1e9))
+            for t in tests for r in regimes]
+
+
+def cell_regime(test, device, default_mmap: bool) -> tuple[bool, int | None, bool]:
+    """(in a cgroup, emulated bytes or None, use mmap) of one cell: the test's regime, else the
+    device's emulated memory (`emulate: {memory_gb}`), else the host's with experiment.use_mmap."""
+    use_mmap = default_mmap if test.use_mmap is None else test.use_mmap
+    if test.in_cgroup:
+        return True, test.ceiling_bytes if test.ceiling_bytes is not None else device.emulate_memory_bytes, use_mmap
+    return device.emulate_memory_bytes is not None, device.emulate_memory_bytes, use_mmap
 
 
 def check_ceiling(gb: Any, key: str) -> None:

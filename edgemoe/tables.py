@@ -24,9 +24,20 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
     """One row per device, engine, quant, test, weights source and model: prefill and generation
     tok/s and the generation ratio to the same-active dense baseline, as `edgemoe.estimates`
     gives them (with their methods), beside the cell's facts; failed cells keep their row."""
-    est = E.estimates(runs, baseline, "bench")
     rows = []
-    bench = runs[runs["kind"] == "bench"]
+    for kind in (k for k in METHOD_OF_KIND if (runs["kind"] == k).any()):
+        rows += _throughput_rows(runs, baseline, model_order, kind)
+    return pd.DataFrame(rows)
+
+
+# where each throughput row's numbers come from (edgemoe/prompt_cells.py for prompt cells)
+METHOD_OF_KIND = {"bench": "llama-bench", "prompt": "llama-cli prompts (perf footer)"}
+
+
+def _throughput_rows(runs: pd.DataFrame, baseline: str, model_order: list[str], kind: str) -> list[dict]:
+    est = E.estimates(runs, baseline, kind)
+    rows = []
+    bench = runs[runs["kind"] == kind]
     for key, group in bench.groupby(KEYS, sort=True):
         at = dict(zip(KEYS, key))
         for model in _ordered_models(group, model_order):
@@ -57,9 +68,9 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
                 "design": "rounds" if E.in_rounds(g) else "block",
                 "methods": ";".join(sorted(set(methods))),
                 "warmup_rows": E.warmup_rows(g),
-                "baseline": baseline,
+                "baseline": baseline, "method": METHOD_OF_KIND[kind],
             })
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _methods(t: pd.DataFrame) -> list[str]:
@@ -92,6 +103,7 @@ def display_table(t: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "device": t["device"], "model": t["model"], "family": t["family"], "weights": t["weights_source"],
         "quant": t["quant"], "test": t["test"],
+        "method": t["method"] if "method" in t else "llama-bench",
         "load": t["use_mmap"].map({True: "mmap", False: "read"}) if "use_mmap" in t else "mmap",
         "params total/active (B)": [f"{a:.2f} / {b:.2f}" for a, b in zip(t["params_total_B"], t["params_active_B"])],
         "file (GB)": t["file_GB"].map(lambda v: f"{v:.2f}"),

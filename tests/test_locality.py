@@ -11,7 +11,8 @@ import pytest
 
 from edgemoe import locality as L
 from edgemoe.config import ConfigError, Experiment
-from edgemoe.locality_cells import plan, read_prompts
+from edgemoe.locality_cells import plan
+from edgemoe.prompts import read_prompts
 from edgemoe.locality_data import SCHEMA, merge, read_table, release_rows, write_table
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import snakemake
 
-from edgemoe.locality_cells import read_prompts
+from edgemoe.prompts import read_prompts
 from edgemoe.locality_data import read_table
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ def run_record_files(wildcards):
     elif ROUNDS["enabled"]:
         fresh = []  # listed by the rounds' closing files (input rounds of collect_runs)
     else:
-        fresh = EXP.cells(EXP.device_id) + EXP.other_device_records()
+        fresh = EXP.cells(EXP.device_id) + EXP.prompt_cells(EXP.device_id) + EXP.other_device_records()
     if MEASURING:
         fresh += EXP.profile_cells(EXP.device_id) + ([] if DEPTH_IN_ROUNDS else EXP.depth_cells(EXP.device_id))
     return released + fresh
@@ -27,7 +27,9 @@ def run_table_kinds():
         kinds |= {"profile"} if config.get("profiling", {}).get("enabled") else set()
         kinds |= {"depth"} if config.get("depth", {}).get("enabled") else set()
         kinds |= {"rounds"} if ROUNDS["enabled"] else set()
+        kinds |= {"prompt"} if EXP.prompt_tests() else set()
         kinds |= model_kinds(EXP.models)
+        kinds |= {"regimes"} if EXP.regimes or (EXP.device and EXP.device.emulate_memory_bytes) else set()
     if EXP.release_file:
         try:
             kinds |= data_kinds(EXP.release_file)
@@ -37,6 +39,8 @@ def run_table_kinds():
 
 
 KINDS = run_table_kinds()
+if KINDS & {"prompt", "profile"}:  # per-token latency from prompt runs and profiled decode steps
+    KINDS.add("latency")
 
 
 rule collect_runs:
@@ -105,6 +109,42 @@ rule moe_effect_table:
         "../scripts/moe_effect_table.py"
 
 
+rule regimes_table:
+    input:
+        paths.RUN_TABLE,
+    output:
+        csv=report("figures/tables/regimes.csv", caption="../report/regimes_table.rst", category="Tables"),
+        md="figures/tables/regimes.md",
+    log:
+        "results/logs/regimes_table.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        baseline=EXP.baseline,
+        models=list(EXP.models),
+    script:
+        "../scripts/regimes_table.py"
+
+
+rule method_tables:
+    """The study's method beside llama-bench (method.*) and per-token latency (latency.*)."""
+    input:
+        paths.RUN_TABLE,
+    output:
+        method_csv=report("figures/tables/method.csv", caption="../report/method_table.rst", category="Tables"),
+        method_md="figures/tables/method.md",
+        latency_csv=report("figures/tables/latency.csv", caption="../report/latency_table.rst", category="Tables"),
+        latency_md="figures/tables/latency.md",
+    log:
+        "results/logs/method_tables.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        models=list(EXP.models),
+    script:
+        "../scripts/method_tables.py"
+
+
 rule depth_table:
     input:
         paths.RUN_TABLE,
@@ -135,6 +175,8 @@ FIGURES = {
     "drift": ("drift_figure", "rounds"),
     "moe_effect": ("moe_effect_figure", "counterfactual"),
     "sweep": ("sweep_figure", "sweep"),
+    "ceilings": ("ceilings_figure", "regimes"),
+    "latency": ("latency_figure", "latency"),
 }
 FIGURES_BUILT = [name for name, (_, needs) in FIGURES.items() if needs in KINDS]
 
@@ -170,6 +212,8 @@ rule figures_all:
         rules.breakdown_table.output if "profile" in KINDS else [],
         rules.depth_table.output if "depth" in KINDS else [],
         rules.moe_effect_table.output if "counterfactual" in KINDS else [],
+        rules.regimes_table.output if "regimes" in KINDS else [],
+        rules.method_tables.output if "latency" in KINDS else [],
         expand("figures/{name}.{ext}", name=FIGURES_BUILT, ext=["png", "pdf", "csv"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
         LOCALITY_OUTPUTS,  # workflow/rules/locality.smk: expert locality table and figure

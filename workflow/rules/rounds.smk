@@ -21,7 +21,7 @@ try:
             Cell(m, q, t)
             for m in EXP.models
             for q in EXP.quants
-            for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else [])]
+            for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else []), *EXP.prompt_tests()]
         ],
         every={t.name: t.every for t in EXP.tests.values()},
         identity=[
@@ -29,6 +29,8 @@ try:
             {m: EXP.models[m].weights_tag for m in EXP.models},
             {t: EXP.tests[t] for t in EXP.tests},
             config["depth"] if DEPTH_IN_ROUNDS else None,
+            # prompt cells (workflow/rules/prompts.smk) only where on: other designs keep their ids
+            *([config["experiment"]["prompts"]] if EXP.prompt_tests() else []),
         ],
         # the study's pairs: registry models only (counterfactuals have the index, not a target)
         pairs=headline_pairs(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from edgemoe.engine import binary
 from edgemoe.files import atomic_write_json
-from edgemoe.locality_cells import read_prompts, run_cell
+from edgemoe.locality_cells import run_cell
+from edgemoe.prompts import read_prompts
 from edgemoe.locality_data import write_table
 from edgemoe.profiling import PROFILER
 
