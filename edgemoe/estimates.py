@@ -31,6 +31,15 @@ from edgemoe.stats import NAN, N_BOOT, SEED, Estimate, median_ci, median_ci_exac
 GROUP = ["device", "engine", "quant", "test", "weights_source"]
 COLUMNS = ["quantity", *GROUP, "model", "reference", "phase", "value", "lo", "hi", "n", "method", "design"]
 INTERVALS = ("order-statistic", "two-level-bootstrap")
+# Tables and figures ask for "auto": the order-statistic interval where it is finite (at least 6
+# rounds at 95%), else the two-level bootstrap; the stopping rule names its interval explicitly.
+MIN_ORDER_STATISTIC_ROUNDS = 6
+
+
+def resolve_interval(interval: str, n_rounds: int) -> str:
+    if interval == "auto":
+        return "order-statistic" if n_rounds >= MIN_ORDER_STATISTIC_ROUNDS else "two-level-bootstrap"
+    return interval
 
 METHODS = {
     "block-median": "median over repetitions with a 95% percentile-bootstrap interval",
@@ -197,7 +206,9 @@ def medians(runs: pd.DataFrame, kind: str = "bench", value: str = "tokens_per_s"
     for key, g in d.groupby(keys + ["model", "phase"], sort=True):
         *gkey, model, phase = key
         if in_rounds(g):
-            e, method, design = round_median(_by_round(g, value), interval), f"rounds-median/{interval}", "rounds"
+            by_round = _by_round(g, value)
+            iv = resolve_interval(interval, len(by_round))
+            e, method, design = round_median(by_round, iv), f"rounds-median/{iv}", "rounds"
         else:
             e, method, design = median_ci(g[value]), "block-median", "block"
         rows.append(_row(quantity, gkey, keys, model, None, phase, e, method, design))
@@ -220,8 +231,9 @@ def ratios(runs: pd.DataFrame, pairs: Iterable[tuple[str, str]], kind: str = "be
             if a.empty and b.empty:
                 continue
             if rounds:
-                e = paired_ratio(_by_round(a[a["round"].notna()]), _by_round(b[b["round"].notna()]), interval)
-                method, design = f"rounds-ratio/{interval}", "rounds"
+                by_a, by_b = _by_round(a[a["round"].notna()]), _by_round(b[b["round"].notna()])
+                iv = resolve_interval(interval, len(set(by_a) & set(by_b)))
+                e, method, design = paired_ratio(by_a, by_b, iv), f"rounds-ratio/{iv}", "rounds"
             else:
                 e, method, design = ratio_ci(a["tokens_per_s"], b["tokens_per_s"]), "block-ratio", "block"
             rows.append(_row("ratio", key, keys, num, den, phase, e, method, design))
@@ -234,8 +246,7 @@ def baseline_pairs(runs: pd.DataFrame, baseline: str, kind: str = "bench") -> li
     return [(m, baseline) for m in present if m != baseline] if baseline in present else []
 
 
-def estimates(runs: pd.DataFrame, baseline: str, kind: str = "bench", interval: str = "order-statistic"
-              ) -> pd.DataFrame:
+def estimates(runs: pd.DataFrame, baseline: str, kind: str = "bench", interval: str = "auto") -> pd.DataFrame:
     """Every estimate the tables and figures of one record kind show: tok/s per model and phase,
     the decode and prefill ratios to the baseline, and net joules per generated token."""
     tok_s = medians(runs, kind, interval=interval)

@@ -23,7 +23,7 @@ BLOCK = 8  # decode steps per resampled block when there is one run only
 KEYS = ["device", "engine", "quant", "weights_source", "model"]
 
 
-def method_ratios(runs: pd.DataFrame, interval: str = "order-statistic") -> pd.DataFrame:
+def method_ratios(runs: pd.DataFrame, interval: str = "auto") -> pd.DataFrame:
     """Per model file (device, engine, quant, weights, model), each prompt test and each llama-bench
     decode test: prompt-run decode tok/s / llama-bench decode tok/s; rounds: median over rounds of
     the ratio of the two cells' round medians (edgemoe.estimates.paired_ratio), block: ratio of medians."""
@@ -35,9 +35,9 @@ def method_ratios(runs: pd.DataFrame, interval: str = "order-statistic") -> pd.D
         for ptest, pg in p.groupby("test", sort=True):
             for btest, bg in b.groupby("test", sort=True):
                 if E.in_rounds(pg) and E.in_rounds(bg):
-                    e = E.paired_ratio(E._by_round(pg[pg["round"].notna()]), E._by_round(bg[bg["round"].notna()]),
-                                       interval)
-                    method, design = f"rounds-ratio/{interval}", "rounds"
+                    num, den = E._by_round(pg[pg["round"].notna()]), E._by_round(bg[bg["round"].notna()])
+                    iv = E.resolve_interval(interval, len(set(num) & set(den)))
+                    e, method, design = E.paired_ratio(num, den, iv), f"rounds-ratio/{iv}", "rounds"
                 else:
                     e, method, design = ratio_ci(pg["tokens_per_s"], bg["tokens_per_s"]), "block-ratio", "block"
                 group = {**at, "test": ptest}
@@ -84,7 +84,7 @@ def latency(runs: pd.DataFrame) -> pd.DataFrame:
         for key, g in d.groupby(keys + ["model"], sort=True):
             *gkey, model = key
             if g["kind"].iloc[0] == "prompt":
-                ttft = E.medians(g, "prompt", "ttft_ms", "ttft_ms")
+                ttft = E.medians(g, "prompt", "ttft_ms", "ttft_ms", "auto")
                 rows += ttft.to_dict("records")
             per_run = _gaps(g)
             for q in QUANTILES:

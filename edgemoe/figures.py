@@ -36,7 +36,7 @@ def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_pat
     """Prefill and generation tok/s per model, one panel row per device; whiskers are the 95%
     intervals of the estimates; failed cells are drawn as labelled markers at zero."""
     plt.style.use(style)
-    est = in_model_order(E.medians(runs, "bench"), models)
+    est = in_model_order(E.medians(runs, "bench", interval="auto"), models)
     fails = failed_cells(runs)
     colours = model_colours(model_order(bench_rows(runs), models))
     devices = sorted(bench_rows(runs)["device"].unique())
@@ -75,7 +75,7 @@ def gap_figure(runs: pd.DataFrame, models: list[str], baseline: str, style: str,
     """Generation throughput of each model relative to the same-active dense baseline, per device,
     with the 95% interval of the ratio (the table's 'gen vs baseline'); 1 = as fast."""
     plt.style.use(style)
-    est = E.ratios(runs, E.baseline_pairs(runs, baseline), "bench", "tg")
+    est = E.ratios(runs, E.baseline_pairs(runs, baseline), "bench", "tg", interval="auto")
     est = in_model_order(est, models)
     colours = model_colours(model_order(bench_rows(runs), models))
     devices = sorted(bench_rows(runs)["device"].unique())
@@ -148,7 +148,8 @@ def energy_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: 
     bench = bench_rows(runs)
     order = model_order(bench, models)
     colours = model_colours(order)
-    est = E.medians(bench[bench["phase"] == "tg"], "bench", "energy_j_per_token_net", "energy_j_per_token")
+    est = E.medians(bench[bench["phase"] == "tg"], "bench", "energy_j_per_token_net", "energy_j_per_token",
+                    interval="auto")
     est = in_model_order(est, models)
     fig, panels = device_panels(sorted(bench["device"].unique()), len(order))
     for ax, device in panels:

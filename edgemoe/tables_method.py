@@ -21,7 +21,8 @@ def method_table(runs: pd.DataFrame, model_order: list[str]) -> pd.DataFrame:
     ratios = method_ratios(runs)
     if ratios.empty:
         return pd.DataFrame()
-    tok = pd.concat([E.medians(runs, "bench"), E.medians(runs, "prompt")], ignore_index=True)
+    tok = pd.concat([E.medians(runs, "bench", interval="auto"), E.medians(runs, "prompt", interval="auto")],
+                    ignore_index=True)
     rows = []
     for r in ratios.to_dict("records"):
         at = {k: r[k] for k in ("device", "engine", "quant", "weights_source")}

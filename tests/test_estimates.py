@@ -147,13 +147,19 @@ def test_block_design_estimates_say_so():
     assert E.pick(est, "ratio", model="a", reference="b").value == pytest.approx(0.5)
 
 
-def test_figures_draw_unbounded_intervals_of_too_few_rounds(tmp_path):
+def test_figures_draw_unbounded_intervals_of_one_round_and_bootstrap_ones_of_few(tmp_path):
+    """Tables and figures ask for the 'auto' interval: order statistics from 6 rounds, the two-level
+    bootstrap below that (finite from 2 rounds), nothing finite from one round."""
     path = ROOT / "data/released" / RELEASES["rounds"] / "runs.jsonl.gz"
-    runs = merge([(str(path), read_jsonl(path))]).to_pandas()
-    runs = runs[runs["round"].isna() | (runs["round"] <= 1)]  # two rounds: no finite 95% interval
-    for name in ("throughput", "gap", "roofline", "energy", "memory", "drift"):
-        kw = {"baseline": BASE} if name == "gap" else {}
-        drawn = _draw(name, runs, tmp_path, **kw)
-        assert len(drawn) or name == "energy"
-        if "hi" in drawn.columns and len(drawn):
-            assert np.isinf(drawn["hi"]).all()
+    all_runs = merge([(str(path), read_jsonl(path))]).to_pandas()
+    for last_round, finite in ((0, False), (1, True)):
+        runs = all_runs[all_runs["round"].isna() | (all_runs["round"] <= last_round)]
+        for name in ("throughput", "gap", "roofline", "energy", "memory", "drift"):
+            kw = {"baseline": BASE} if name == "gap" else {}
+            drawn = _draw(name, runs, tmp_path, **kw)
+            assert len(drawn) or name == "energy"
+            if "hi" in drawn.columns and len(drawn) and "method" in drawn.columns:
+                rounds_rows = drawn[drawn["method"].astype(str).str.startswith("rounds-")]
+                assert np.isfinite(rounds_rows["hi"]).all() == finite, (name, last_round)
+                if finite:
+                    assert rounds_rows["method"].str.endswith("two-level-bootstrap").all(), name
