@@ -383,8 +383,9 @@ def describe(methods: Iterable[str], warmup_excluded: int = 0) -> str:
             raise ValueError(f"no description for estimate method {m!r}")
         out.append(f"{m}: {METHODS[m]}.")
     if warmup_excluded:
-        out.append(f"{warmup_excluded} warm-up rows (the pass that loads every model before the first counted "
-                   "round) are recorded but excluded from every estimate.")
+        out.append(f"{warmup_excluded} warm-up rows (a warm-up round that loads every model before the first "
+                   "counted one, or a cell's untimed settling repetition after its model's pages were evicted) are "
+                   "recorded but excluded from every estimate.")
     return " ".join(out)
 
 
