@@ -65,7 +65,7 @@ def _pooled_quantile(runs_gaps: list[np.ndarray], q: float, n_boot: int = N_BOOT
     return Estimate(value, float(lo), float(hi), len(runs_gaps))
 
 
-def _gaps(d: pd.DataFrame) -> list[np.ndarray]:
+def run_gaps(d: pd.DataFrame) -> list[np.ndarray]:
     """One array of inter-token gaps (ms) per run: prompt rows' token_gaps_ms; profile rows' decode
     step times (one cell = one run)."""
     if d["kind"].iloc[0] == "prompt":
@@ -86,7 +86,7 @@ def latency(runs: pd.DataFrame) -> pd.DataFrame:
             if g["kind"].iloc[0] == "prompt":
                 ttft = E.medians(g, "prompt", "ttft_ms", "ttft_ms", "auto")
                 rows += ttft.to_dict("records")
-            per_run = _gaps(g)
+            per_run = run_gaps(g)
             for q in QUANTILES:
                 e = _pooled_quantile(per_run, q)
                 rows.append(E._row(f"itl_p{q}_ms", gkey, keys, model, None, "tg", e, "runs-pooled-quantile",

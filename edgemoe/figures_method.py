@@ -5,8 +5,6 @@ llama-bench decode. Like every figure they draw estimates of the estimates layer
 
 from __future__ import annotations
 
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,19 +13,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from edgemoe import estimates as E  # noqa: E402
+from edgemoe.estimates_method import run_gaps  # noqa: E402
 from edgemoe.plotting import NoData, interval_bar, model_colours, save  # noqa: E402
 
 SOURCES = [("prompt", "prompt runs (llama-cli): token arrival gaps"), ("profile", "edgemoe-profile: decode steps")]
 
 
 def _gaps_by_model(runs: pd.DataFrame, kind: str) -> dict[str, np.ndarray]:
+    """Every inter-token gap (ms) per model, as edgemoe.estimates_method.run_gaps reads them."""
     d = E.usable(runs, kind, "tg")
-    if d.empty:
-        return {}
-    if kind == "prompt":
-        return {m: np.concatenate([np.asarray(json.loads(x), dtype=float) for x in g["token_gaps_ms"].dropna()] or [[]])
-                for m, g in d.groupby("model", sort=False)}
-    return {m: g["time_ns"].to_numpy(dtype=float) / 1e6 for m, g in d.groupby("model", sort=False)}
+    return {m: np.concatenate(run_gaps(g) or [np.array([])]) for m, g in d.groupby("model", sort=False)}
 
 
 def latency_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:

@@ -34,6 +34,16 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
 METHOD_OF_KIND = {"bench": "llama-bench", "prompt": "llama-cli prompts (perf footer)"}
 
 
+def _cell_status(g: pd.DataFrame, est: pd.DataFrame, at: dict, model: str) -> dict:
+    """A model's rows in one table group: the first failure's status and reason, and the methods
+    of its estimates."""
+    failed = g[g["status"] != "ok"]
+    methods = est[(est["model"] == model) & (est[KEYS] == pd.Series(at)).all(axis=1)]["method"]
+    return {"status": "ok" if failed.empty else failed.iloc[0]["status"],
+            "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
+            "methods": ";".join(sorted(set(methods))), "failed_cells": int(failed["cell_id"].nunique())}
+
+
 def _throughput_rows(runs: pd.DataFrame, baseline: str, model_order: list[str], kind: str) -> list[dict]:
     est = E.estimates(runs, baseline, kind)
     rows = []
@@ -42,7 +52,6 @@ def _throughput_rows(runs: pd.DataFrame, baseline: str, model_order: list[str], 
         at = dict(zip(KEYS, key))
         for model in _ordered_models(group, model_order):
             g = group[group["model"] == model]
-            failed = g[g["status"] != "ok"]
             first = g.iloc[0]
             pp = E.pick(est, "tokens_per_s", **at, model=model, phase="pp")
             tg = E.pick(est, "tokens_per_s", **at, model=model, phase="tg")
@@ -50,11 +59,10 @@ def _throughput_rows(runs: pd.DataFrame, baseline: str, model_order: list[str], 
                                                           phase="tg")
             energy = E.pick(est, "energy_j_per_token", **at, model=model, phase="tg")
             roof = E.pick(est, "roofline_efficiency", **at, model=model, phase="tg")
-            methods = est[(est["model"] == model) & (est[KEYS] == pd.Series(at)).all(axis=1)]["method"]
+            status = _cell_status(g, est, at, model)
             rows.append({
                 **at, "model": model, "family": first["model_family"],
-                "status": "ok" if failed.empty else failed.iloc[0]["status"],
-                "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
+                "status": status["status"], "status_reason": status["status_reason"],
                 "params_total_B": first["params_total"] / 1e9, "params_active_B": first["params_active"] / 1e9,
                 "file_GB": first["gguf_bytes"] / 1e9, "use_mmap": bool(first["use_mmap"]),
                 "prefill_tok_s": pp.value, "prefill_lo": pp.lo, "prefill_hi": pp.hi,
@@ -66,7 +74,7 @@ def _throughput_rows(runs: pd.DataFrame, baseline: str, model_order: list[str], 
                 "temp_peak_c": g["temp_peak_c"].max(),
                 "repetitions": int(max(pp.n, tg.n)),  # rounds design: the number of counted rounds
                 "design": "rounds" if E.in_rounds(g) else "block",
-                "methods": ";".join(sorted(set(methods))),
+                "methods": status["methods"],
                 "warmup_rows": E.warmup_rows(g),
                 "baseline": baseline, "method": METHOD_OF_KIND[kind],
             })
@@ -147,13 +155,11 @@ def regimes_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) -> 
             at = {"device": r["device"], "engine": engine, "quant": quant, "test": r["test"], "weights_source": source}
             for model in _ordered_models(group, model_order):
                 g = group[group["model"] == model]
-                failed = g[g["status"] != "ok"]
                 tg = E.pick(est, "tokens_per_s", **at, model=model, phase="tg")
                 ratio = NAN if model == baseline else E.pick(est, "ratio", **at, model=model, reference=baseline,
                                                               phase="tg")
                 read = E.pick(est, "storage_read_bytes_per_token", **at, model=model, phase="tg")
                 peak = E.pick(est, "cgroup_peak_bytes", **at, model=model, phase="tg")
-                methods = est[(est["model"] == model) & (est[KEYS] == pd.Series(at)).all(axis=1)]["method"]
                 rows.append({
                     **at, "model": model, "base_test": r["base_test"], "load_mode": r["load_mode"],
                     "ceiling": r["ceiling"], "ceiling_GB": r["ceiling_gb"], "emulated": r["emulated"],
@@ -163,10 +169,8 @@ def regimes_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) -> 
                     "read_MB_per_token": read.value / 1e6, "read_lo": read.lo / 1e6, "read_hi": read.hi / 1e6,
                     "cgroup_peak_GB": peak.value / 1e9,
                     "major_faults": g["major_faults"].median() if "major_faults" in g else NAN,
-                    "cells": int(g["cell_id"].nunique()), "failed_cells": int(failed["cell_id"].nunique()),
-                    "status": "ok" if failed.empty else failed.iloc[0]["status"],
-                    "status_reason": "" if failed.empty else (failed.iloc[0]["status_reason"] or ""),
-                    "methods": ";".join(sorted(set(methods))), "warmup_rows": E.warmup_rows(g), "baseline": baseline,
+                    "cells": int(g["cell_id"].nunique()), **_cell_status(g, est, at, model),
+                    "warmup_rows": E.warmup_rows(g), "baseline": baseline,
                 })
     return pd.DataFrame(rows)
 
