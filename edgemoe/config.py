@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgemoe import paths, regimes
+from edgemoe import interleave, paths, regimes
 from edgemoe.architectures import ArchSpec
 from edgemoe.host import device_matches, total_memory_bytes
 from edgemoe.prompts import check_prompt_settings
@@ -81,11 +81,12 @@ class Test:
     in_cgroup: bool = False
     ceiling_bytes: int | None = None  # None: the device's memory (its emulated one, if any)
     use_mmap: bool | None = None  # None: experiment.use_mmap
+    interleave: int | None = None  # tokens per turn: every model's cell in one process (edgemoe/interleave.py)
 
     def __str__(self) -> str:
         # A rounds design's identity hashes this: a plain test keeps the form it had before regimes
         # existed, so that designs (and other devices' rounds found by design id) stay the same.
-        if not self.in_cgroup:
+        if not self.in_cgroup and not self.interleave:
             return (f"Test(name={self.name!r}, n_prompt={self.n_prompt!r}, n_gen={self.n_gen!r}, "
                     f"every={self.every!r}, repetitions={self.repetitions!r})")
         return repr(self)
@@ -174,11 +175,10 @@ class Experiment:
         if exp["baseline"] not in self.models:
             raise ConfigError(f"experiment.baseline: {exp['baseline']!r} is not in experiment.models ({', '.join(self.models)})")
         self.baseline = exp["baseline"]
-        names = [t["name"] for t in exp["tests"]]
-        if len(set(names)) != len(names):
+        if len(set(names := [t["name"] for t in exp["tests"]])) != len(names):
             raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
-        base_tests = [Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1), t.get("repetitions"))
-                      for t in exp["tests"]]
+        base_tests = [Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1), t.get("repetitions"),
+                           interleave=t.get("interleave")) for t in exp["tests"]]
         for t in base_tests:
             if t.n_prompt == 0 and t.n_gen == 0:
                 raise ConfigError(f"experiment.tests[{t.name}]: n_prompt and n_gen are both 0")
@@ -192,6 +192,8 @@ class Experiment:
         self.timeout_s = exp["timeout_s"]
         try:
             check_prompt_settings(exp.get("prompts") or {}, self.engine_id, self.engine.get("targets", []))
+            interleave.check_settings(exp["tests"], rounds_enabled=exp["rounds"]["enabled"], regimes_on=bool(self.regimes),
+                                      engine_id=self.engine_id, targets=self.engine.get("targets", []))
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for p in self.engine.get("patches", []):
@@ -334,8 +336,8 @@ class Experiment:
             return {"local": m.local_path}
         return {}
 
-    def model_file(self, model_id: str, quant: str) -> str:
-        return paths.model_file(model_id, self.models[model_id].weights_tag, quant)
+    def model_file(self, model_id: str, quant: str, ext: str = "gguf") -> str:
+        return paths.model_file(model_id, self.models[model_id].weights_tag, quant, ext)
 
     def cell_dir(self, kind: str, device: str, model_id: str, quant: str) -> str:
         """results/<kind>/<device>/<engine>/<model>/<weights tag>/<quant>: kind = cells, profile, depth."""

@@ -34,6 +34,12 @@ def throughput_table(runs: pd.DataFrame, baseline: str, model_order: list[str]) 
 METHOD_OF_KIND = {"bench": "llama-bench", "prompt": "llama-cli prompts (perf footer)"}
 
 
+def _method(g: pd.DataFrame, kind: str) -> str:
+    """Where a row's numbers come from: its kind's program, or interleaved decode (edgemoe/interleave.py)."""
+    block = g["interleave_block"].dropna() if "interleave_block" in g else pd.Series(dtype=float)
+    return f"edgemoe-interleave (turns of {int(block.iloc[0])} tokens)" if len(block) else METHOD_OF_KIND[kind]
+
+
 def _cell_status(g: pd.DataFrame, est: pd.DataFrame, at: dict, model: str) -> dict:
     """A model's rows in one table group: the first failure's status and reason, and the methods
     of its estimates."""
@@ -76,7 +82,7 @@ def _throughput_rows(runs: pd.DataFrame, baseline: str, model_order: list[str], 
                 "design": "rounds" if E.in_rounds(g) else "block",
                 "methods": status["methods"],
                 "warmup_rows": E.warmup_rows(g),
-                "baseline": baseline, "method": METHOD_OF_KIND[kind],
+                "baseline": baseline, "method": _method(g, kind),
             })
     return rows
 

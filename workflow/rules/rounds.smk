@@ -9,11 +9,13 @@
 # Needs common.smk (EXP, paths) and cells.smk (CELL_PARAMS, cell_inputs, cell_id).
 import json
 
-from edgemoe.rounds import After, Cell, RoundsDesign, headline_pairs
+from edgemoe import interleave
+from edgemoe.rounds import After, Cell, RoundsDesign, headline_pairs, round_order
 
 ROUNDS = config["experiment"]["rounds"]  # the schema filled its defaults
 # With depth enabled, depth cells (edgemoe.depth) run in the rounds too, as cells of their own.
 DEPTH_IN_ROUNDS = bool(ROUNDS["enabled"] and config.get("depth", {}).get("enabled"))
+INTERLEAVED = [t.name for t in EXP.tests.values() if t.interleave]
 try:
     DESIGN = RoundsDesign(
         ROUNDS,
@@ -22,7 +24,10 @@ try:
             for m in EXP.models
             for q in EXP.quants
             for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else []), *EXP.prompt_tests()]
-        ],
+            if t not in INTERLEAVED
+        ]
+        # an interleaved test (edgemoe/interleave.py): one cell for all models of the round
+        + [Cell(interleave.GROUP, q, t) for q in EXP.quants for t in INTERLEAVED],
         every={t.name: t.every for t in EXP.tests.values()},
         identity=[
             EXP.use_mmap,
@@ -37,8 +42,15 @@ try:
             {m: x.family for m, x in EXP.models.items() if x.derived_from is None}, EXP.baseline, ROUNDS["target_pairs"]
         ),
     )
-except ConfigError as e:
+    if INTERLEAVED and EXP.device is not None:  # every model mapped at once: they must fit together
+        from edgemoe.preflight import gguf_bytes
+
+        for q in EXP.quants:  # one process per quant
+            sizes = {m: gguf_bytes(EXP.models[m].spec, q) for m in EXP.models}
+            interleave.check_fits(sizes, EXP.device.memory_ceiling_bytes, EXP.device_id, f"{INTERLEAVED[0]} {q}")
+except (ConfigError, interleave.InterleaveError) as e:
     raise WorkflowError(f"Configuration error: {e}") from None
+INTERLEAVED_TAG = "interleaved"  # the weights-tag part of an interleaved cell's path (each model has its own)
 ROUND_STEM = paths.round_cell_stem(
     "{device}", "{engine}", DESIGN.id, "{round}", "{model}", "{tag}", "{quant}", "{test}"
 )
@@ -49,7 +61,7 @@ def rounds_done_file(device=None):
 
 
 def round_cell_file(device, engine, k, cell):
-    tag = EXP.models[cell.model].weights_tag
+    tag = INTERLEAVED_TAG if cell.model == interleave.GROUP else EXP.models[cell.model].weights_tag
     return paths.round_cell_file(device, engine, DESIGN.id, k, cell.model, tag, cell.quant, cell.test)
 
 
@@ -64,6 +76,21 @@ def round_cell_input(w):
     if w.test in EXP.depth_tests():
         inputs["build"] = depth_build(w)
         inputs.pop("bandwidth")
+    return {**inputs, **round_after(w)}
+
+
+def interleaved_cell_input(w):
+    """Every model's file and sidecar (in EXP.models' order), the build, the bandwidth, the job before."""
+    return {
+        "build": paths.build_info(w.engine, w.device),
+        "bandwidth": paths.bandwidth(w.device),
+        "gguf": [EXP.model_file(m, w.quant) for m in EXP.models],
+        "model_info": [EXP.model_file(m, w.quant, "json") for m in EXP.models],
+        **round_after(w),
+    }
+
+
+def round_after(w):
     after = DESIGN.predecessor(int(w.round), Cell(w.model, w.quant, w.test))
     if after is not None:
         prev = (
@@ -71,8 +98,8 @@ def round_cell_input(w):
             if after.cell is None
             else round_cell_file(w.device, w.engine, after.round, after.cell)
         )
-        inputs["after"] = ancient(prev)
-    return inputs
+        return {"after": ancient(prev)}
+    return {}
 
 
 def round_fields(w):
@@ -129,6 +156,7 @@ rule round_cell:
         f"{ROUND_STEM}.stderr.log",
     wildcard_constraints:
         round=r"\d{3}",
+        model=rf"(?!{interleave.GROUP}/)[^/]+",
     conda:
         "../../envs/pipeline.yaml"
     threads: all_cores
@@ -174,6 +202,38 @@ rule round_depth_cell:
 
 
 ruleorder: round_depth_cell > round_cell
+
+
+rule round_interleaved_cell:
+    """Every model's cell of an interleaved test in one process (workflow/scripts/interleaved_cell.py)."""
+    input:
+        unpack(interleaved_cell_input),
+    output:
+        records=f"{ROUND_STEM}.jsonl",
+        raw=f"{ROUND_STEM}.{interleave.PROGRAM}.jsonl",
+    log:
+        f"{ROUND_STEM}.stderr.log",
+    wildcard_constraints:
+        round=r"\d{3}",
+        model=interleave.GROUP,
+        tag=INTERLEAVED_TAG,
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: all_cores
+    resources:
+        bench=1,
+    params:
+        **CELL_PARAMS,
+        models=list(EXP.models),
+        tags=[EXP.models[m].weights_tag for m in EXP.models],
+        # the models' turn order in the process: drawn per round like a round's cell order
+        order=lambda w: [
+            list(EXP.models).index(m) for m in round_order(list(EXP.models), DESIGN.seed, int(w.round), DESIGN.mode)
+        ],
+        repetitions=lambda w: EXP.tests[w.test].repetitions or DESIGN.repetitions,
+        rounds=round_fields,
+    script:
+        "../scripts/interleaved_cell.py"
 
 
 checkpoint round_decision:
