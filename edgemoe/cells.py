@@ -260,7 +260,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
     base.update(regime)
     base.update(status=status, status_reason=reason or None, load_avg_before=load_before, load_avg_after=load_after,
                 raw_output=str(raw_path))
-    base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode, result)) or None
+    base["warnings"] = "; ".join(cell_warnings(samples, load_before, spec.power_mode, result) + sampler.warnings) or None
     run_prefix = f"{spec.cell_id}@{result.start_utc}"  # unique per execution: reruns and releases merge
     temp, temp_source = peak_temperature(samples)
     base["temp_peak_c"], base["temp_source"] = temp, temp_source
@@ -291,7 +291,7 @@ def run_bench_cell(spec: CellSpec, raw_path: Path, stderr_path: Path, lock_path:
             if isinstance(sampler, NullSampler):
                 energy["energy_reason"] = sampler.reason
             elif e is None or e.missing:
-                energy["energy_reason"] = e.reason if e else "generation window not located"
+                energy["energy_reason"] = sampler.energy_reason(e.reason if e else "generation window not located")
             else:
                 n_tok = tokens * len(timed)
                 energy.update(energy_status="ok", energy_j_per_token_raw=e.joules / n_tok,

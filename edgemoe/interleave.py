@@ -149,7 +149,8 @@ def run_interleaved_cell(specs: list, block: int, order: list[int], raw_path: Pa
               "temp_source": temp_source, "program": PROGRAM, "interleave_block": block,
               "interleave_models": len(specs), "process_peak_rss_bytes": result.peak_rss_bytes,
               "peak_rss_bytes": None, "file_pmd_mapped_bytes": None,
-              "warnings": "; ".join(cell_warnings(samples, load_before, first.power_mode, result)) or None}
+              "warnings": "; ".join(cell_warnings(samples, load_before, first.power_mode, result) + sampler.warnings)
+              or None}
     records = []
     for i, spec in enumerate(specs):
         base = {**base_record(spec, result), **shared, "interleave_position": order.index(i)}
@@ -190,7 +191,7 @@ def _energy(samples: list, sampler: Any, blocks: list[dict[str, Any]], n_tokens:
     parts = [energy_joules(samples, b["t_start_ns"], b["t_end_ns"]) for b in blocks]
     bad = next((e for e in parts if e is None or e.missing), None)
     if bad is not None or not parts:
-        out["energy_reason"] = f"a block's window: {bad.reason}" if bad is not None else "no blocks"
+        out["energy_reason"] = sampler.energy_reason(f"a turn's window: {bad.reason}" if bad is not None else "no turns")
         return out
     out.update(energy_status="ok", energy_j_per_token_raw=sum(e.joules for e in parts) / n_tokens)
     return out

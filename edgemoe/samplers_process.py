@@ -12,8 +12,14 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from edgemoe.device_tools import POWERMETRICS_HEADER, parse_powermetrics_text, parse_tegrastats_line
-from edgemoe.telemetry import Sample, Sampler, system_ram_used
+from edgemoe.device_tools import (
+    POWERMETRICS_HEADER,
+    TEGRA_INPUT_RAILS,
+    is_powermetrics_power_line,
+    parse_powermetrics_text,
+    parse_tegrastats_line,
+)
+from edgemoe.telemetry import Sample, Sampler, shorten, system_ram_used
 
 __all__ = ["TegrastatsSampler", "PowermetricsSampler"]
 
@@ -39,7 +45,7 @@ class _ProcessSampler(Sampler):
         if getattr(self, "_proc", None) is not None:
             raise RuntimeError(f"{self.name} sampler already started")
         self.samples = []
-        self.error = None
+        self._reset_diagnostics()
         self._stderr = tempfile.TemporaryFile()
         cmd = self._command()
         self._proc = subprocess.Popen(
@@ -54,10 +60,14 @@ class _ProcessSampler(Sampler):
         assert out is not None
         for raw in iter(out.readline, b""):
             t = self.clock()
-            try:
-                self._on_line(t, raw.decode("utf-8", "replace").rstrip("\r\n"))
-            except Exception:  # noqa: BLE001 - one bad line must not end sampling
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not raw.endswith(b"\n"):  # cut off when the tool was stopped: not a format problem
                 self.n_unparsed += 1
+                continue
+            try:
+                self._on_line(t, line)
+            except Exception as e:  # noqa: BLE001 - one bad line must not end sampling
+                self._not_understood(line, f"{type(e).__name__}: {e}")
         self._on_eof()
 
     def stop(self) -> list[Sample]:
@@ -82,8 +92,10 @@ class _ProcessSampler(Sampler):
             self._stderr.seek(0)
             tail = self._stderr.read().decode("utf-8", "replace").strip()[-300:]
             self.error = f"{self.executable} produced no parsable samples" + (
-                f": {tail}" if tail else ""
+                f": {self.problem}" if self.problem else f": {tail}" if tail else ""
             )
+        elif self.problem and all(s.watts is None for s in self.samples):
+            self.error = f"{self.executable} gave no power reading: {self.problem}"
         self._stderr.close()
         if proc.stdout is not None:
             proc.stdout.close()
@@ -99,7 +111,7 @@ class TegrastatsSampler(_ProcessSampler):
     """
 
     name = "tegrastats"
-    what = "VDD_IN module input power (tegrastats; POM_5V_IN on older Jetsons)"
+    what = "module input power (tegrastats VDD_IN; POM_5V_IN on Nano/TX, VIN on Thor; else sum of rails)"
 
     def __init__(
         self,
@@ -124,11 +136,23 @@ class TegrastatsSampler(_ProcessSampler):
         return [self.executable, "--interval", str(int(round(self.interval_ms))), *self.extra_args]
 
     def _on_line(self, t_ns: int, line: str) -> None:
+        """A line the parser does not understand, or whose power it cannot read, is counted, kept
+        (``unparsed_lines``) and named (``problem``, ``warnings``); a line without an input rail
+        gives a sum-of-rails reading and a warning."""
+        if not line.strip():
+            return
         fields = parse_tegrastats_line(line)
         if fields is None:
-            if line.strip():
-                self.n_unparsed += 1
+            self._not_understood(line)
             return
+        x = fields["extra"]
+        if x.get("problem"):
+            self._not_understood(line, x["problem"])
+        elif x.get("no_input_rail"):
+            self._warn(f"tegrastats: no input-power rail ({', '.join(TEGRA_INPUT_RAILS)}); watts is the "
+                       f"sum of the rails {'+'.join(fields['rails'])}, a lower bound of module power")
+        if x.get("unparsed") and not x.get("problem"):
+            self._warn(f"tegrastats fields not understood (ignored): {shorten(x['unparsed'], 80)}")
         self._append(Sample(t_ns=t_ns, **fields))
 
 
@@ -195,20 +219,32 @@ class PowermetricsSampler(_ProcessSampler):
         sudo = self.use_sudo if self.use_sudo is not None else not self._is_root()
         return ["sudo", "-n", *cmd] if sudo else cmd
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
+        """Parse the block so far. A block without a power line, or whose power the parser cannot
+        total, is counted and named (``problem``), except the one cut off at stop (``final``)."""
         if self._block and self._block_t is not None:
-            fields = parse_powermetrics_text("\n".join(self._block))
-            if fields is not None:
+            text = "\n".join(self._block)
+            fields = parse_powermetrics_text(text)
+            if fields is None:
+                if final:
+                    self.n_unparsed += 1
+                else:
+                    body = [ln for ln in self._block if ln.strip() and not ln.startswith("*")]
+                    self._not_understood("\n".join(body[:4]), "no power line", what="block")
+            else:
+                if fields["extra"].get("problem"):
+                    power = [ln for ln in self._block if is_powermetrics_power_line(ln)]
+                    power += fields["extra"].get("unparsed", [])
+                    self._not_understood("\n".join(power), fields["extra"]["problem"], what="block")
                 if self.system_ram:
                     fields["ram_used_bytes"] = system_ram_used()
                 self._append(Sample(t_ns=self._block_t, **fields))
-            else:
-                self.n_unparsed += 1
         self._block = []
         self._block_t = None
 
     def _on_line(self, t_ns: int, line: str) -> None:
-        if line.startswith(POWERMETRICS_HEADER):
+        # the preamble (Machine model, OS version) stays with the first sample
+        if line.startswith(POWERMETRICS_HEADER) and any(POWERMETRICS_HEADER in x for x in self._block):
             self._flush()
         self._block.append(line)
         if line.strip():
@@ -217,7 +253,7 @@ class PowermetricsSampler(_ProcessSampler):
             self._block_t = t_ns
 
     def _on_eof(self) -> None:
-        self._flush()
+        self._flush(final=True)
 
     def start(self) -> None:
         self._block, self._block_t = [], None

@@ -40,6 +40,16 @@ class Sample:
         return asdict(self)
 
 
+MAX_WARNINGS = 8
+MAX_UNPARSED = 3
+
+
+def shorten(text: str, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters (multi-line text joined with " | ")."""
+    one = " | ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    return one if len(one) <= limit else one[: limit - 3] + "..."
+
+
 class SamplerUnavailable(RuntimeError):
     """Raised by :func:`make_sampler` with ``strict=True`` when the counter cannot be used."""
 
@@ -80,6 +90,10 @@ class Sampler:
         self.samples: list[Sample] = []
         self.error: str | None = None
         self.n_unparsed = 0
+        self.warnings: list[str] = []  # named, de-duplicated: what a cell should say about its counter
+        self.unparsed_lines: list[str] = []  # the first readings not understood, shortened
+        self.problem: str | None = None  # the first of them, as "<tool> line not understood ...: <line>"
+        self._kinds: set[str | None] = set()
         self.started_ns: int | None = None
         self.stopped_ns: int | None = None
         self._lock = threading.Lock()
@@ -109,7 +123,42 @@ class Sampler:
             "interval_ms": self.interval_ms,
             "n_samples": len(self.samples),
             "error": self.error,
+            "n_unparsed": self.n_unparsed,
+            "problem": self.problem,
+            "warnings": list(self.warnings),
         }
+
+    def energy_reason(self, reason: str | None) -> str | None:
+        """Why a cell's energy is missing: the first reading this sampler did not understand, when
+        there was one (the energy module's own reason, e.g. "no power or energy readings", after
+        it in brackets), else ``reason`` unchanged."""
+        if self.problem:
+            return f"{self.problem} [{reason}]" if reason else self.problem
+        return reason
+
+    def _reset_diagnostics(self) -> None:
+        self.error = None
+        self.n_unparsed = 0
+        self.warnings, self.unparsed_lines, self.problem = [], [], None
+        self._kinds = set()
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings and len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(msg)
+
+    def _not_understood(self, text: str, detail: str | None = None, what: str = "line") -> None:
+        """Count a reading the parser did not (fully) understand; keep the first few and name the
+        first of each kind (``detail``) in ``warnings``."""
+        self.n_unparsed += 1
+        short = shorten(text)
+        if len(self.unparsed_lines) < MAX_UNPARSED:
+            self.unparsed_lines.append(short)
+        msg = f"{self.name} {what} not understood" + (f" ({detail})" if detail else "") + f": {short}"
+        if self.problem is None:
+            self.problem = msg
+        if detail not in self._kinds:
+            self._kinds.add(detail)
+            self._warn(msg)
 
     def _append(self, s: Sample) -> None:
         with self._lock:

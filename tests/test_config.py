@@ -22,7 +22,7 @@ def test_default_experiment_is_the_study_on_this_host(default_config):
                                 "olmoe-1b-7b@dense-active", "olmoe-1b-7b@dense-total"]
     assert exp.quants == ["Q4_K_M"] and exp.baseline == "llama-3.2-1b"
     assert exp.device_id == "linux-cpu"
-    assert list(exp.tests) == ["tg64", "pp128"] and exp.tests["pp128"].every == 4
+    assert list(exp.tests) == ["tg64", "pp128"] and exp.tests["pp128"].every == 8
     assert exp.tests["tg64"].interleave == 8  # every model decoding in one process per round
     assert len(exp.cells("linux-cpu")) == 7 * 2
 

@@ -23,6 +23,12 @@ def _line(name: str) -> str:
     return (FIX / "tegrastats" / name).read_text().strip()
 
 
+def _fixture(kind: str, name: str) -> str:
+    """A fixture under fixtures/<kind>/formats/ without its '#' source header."""
+    text = (FIX / kind / "formats" / name).read_text()
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).strip("\n")
+
+
 # ---------------------------------------------------------------- tegrastats parser
 
 
@@ -103,6 +109,85 @@ def test_tegrastats_jetpack5_and_older_lines():
     assert parse_tegrastats_line("tegrastats: some warning") is None
 
 
+@pytest.mark.parametrize(
+    "name, watts, source, n_temps",
+    [
+        ("jp4-r32-nano-pom5v.txt", 4.52, "POM_5V_IN", 6),  # JetPack 4: no mW, POM_5V_IN
+        ("jp4-r32-tx2-vddin.txt", 5.297, "VDD_IN", 8),  # JetPack 4: VDD_IN without mW, MTS
+        ("agx-orin-nc-rails.txt", 2.340 + 0.390 + 4.025 + 0.301, "sum of rails", 7),  # NC skipped
+        ("jp62-r36.4.4-agx-orin.txt", 2.412 + 1.607 + 4.707, "sum of rails", 5),
+        ("jp7-r38.4-thor.txt", 0.0 + 4.165 + 4.126, "sum of rails", 4),
+        ("jp72-r39.2-thor.txt", 4.925 + 7.953 + 6.667, "sum of rails", 5),
+        ("jp72-r39.2-agx-orin.txt", 2.265 + 2.643 + 4.722, "sum of rails", 5),
+    ],
+)
+def test_tegrastats_formats_across_jetpack_versions(name, watts, source, n_temps):
+    f = parse_tegrastats_line(_fixture("tegrastats", name))
+    assert f is not None
+    x = f["extra"]
+    assert f["watts"] == pytest.approx(watts)
+    assert x["watts_source"] == source
+    assert x.get("no_input_rail", False) == (source == "sum of rails")
+    assert "problem" not in x
+    assert "unparsed" not in x, x["unparsed"]  # every field of every format is understood
+    assert len(f["temps_c"]) == n_temps and all(v > -256 for v in f["temps_c"].values())
+    assert f["ram_used_bytes"] > 0 and x["cpu_load_pct"]
+    assert "NC" not in f["rails"]
+
+
+def test_tegrastats_thor_and_jetpack72_fields():
+    thor = parse_tegrastats_line(_fixture("tegrastats", "jp7-r38.4-thor.txt"))
+    x = thor["extra"]
+    assert "gr3d_load_pct" not in x and x["gr3d_freq_mhz"] == 0  # "GR3D_FREQ @[0,0,0]"
+    assert x["emc_load_pct"] == 0 and x["emc_freq_mhz"] == 665
+    assert x["engines"]["NVENC0_FREQ"] == {"freq_mhz": 0} and x["engines"]["VIC"] == {"off": True}
+    assert set(thor["rails"]) == {"VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0"}
+    assert len(x["cpu_load_pct"]) == 14 and thor["temps_c"]["soc345"] == pytest.approx(34.5)
+
+    new = parse_tegrastats_line(_fixture("tegrastats", "jp72-r39.2-thor.txt"))
+    x = new["extra"]
+    assert new["rails"]["VDD_CPU_SOC_MSS"] == pytest.approx(7.953)  # cur/avg/max
+    assert x["rails_avg_w"]["VDD_CPU_SOC_MSS"] == pytest.approx(8.332)
+    assert x["rails_max_w"]["VDD_CPU_SOC_MSS"] == pytest.approx(8.710)
+    assert new["temps_c"]["cpu"] == pytest.approx(34.312)  # cur/max
+    assert x["temps_max_c"]["cpu"] == pytest.approx(34.843)
+    assert x["gr3d_freq_mhz"] == 314 and x["engines"]["VIC"] == {"load_pct": 59.0, "freq_mhz": 423}
+
+    orin = parse_tegrastats_line(_fixture("tegrastats", "jp62-r36.4.4-agx-orin.txt"))
+    assert orin["extra"]["engines"]["NVENC"] == {"load_pct": 79.0, "freq_mhz": 166}
+    assert orin["extra"]["ape_freq_mhz"] == 174
+    off = parse_tegrastats_line(_fixture("tegrastats", "jp72-r39.2-agx-orin.txt"))
+    assert off["extra"]["cpu_load_pct"][-4:] == [None] * 4  # cores "off"
+
+
+def test_tegrastats_lines_without_power_are_flagged():
+    # JetPack 4.6 TX2: a tegrastats line with RAM, CPU, clocks and temperatures but no rail
+    f = parse_tegrastats_line(_fixture("tegrastats", "jp46-r32-tx2-no-rails.txt"))
+    assert f is not None and f["watts"] is None and f["rails"] == {}
+    assert f["extra"]["problem"] == "no power rail in the line"
+    assert f["ram_used_bytes"] == 1689 * MIB and f["temps_c"]["gpu"] == 50
+    assert f["extra"]["cpu_load_pct"] == [3, None, None, 0, 1, 1]
+    # L4T 28 (TX1): older format, no power; the old "cpu [..]@MHz" field is kept as unparsed
+    old = parse_tegrastats_line(_fixture("tegrastats", "r28-tx1-old-format.txt"))
+    assert old["watts"] is None and old["extra"]["problem"] == "no power rail in the line"
+    assert old["extra"]["unparsed"] == "cpu [17%,13%,29%,5%]@408"
+    assert old["extra"]["engines"]["GR3D"] == {"load_pct": 3.0, "freq_mhz": 76}
+
+
+def test_tegrastats_power_in_an_unknown_form_is_not_summed():
+    thor = _fixture("tegrastats", "jp7-r38.4-thor.txt")
+    # a future tegrastats printing watts: the rails are not understood, so no sum of what is left
+    changed = thor.replace("VDD_GPU 0mW/0mW", "VDD_GPU 0.0W/0.0W").replace(
+        "VDD_CPU_SOC_MSS 4165mW/4165mW", "VDD_CPU_SOC_MSS 4.165W/4.165W")
+    f = parse_tegrastats_line(changed)
+    assert f["watts"] is None and f["rails"] == {"VIN_SYS_5V0": pytest.approx(4.126)}
+    assert f["extra"]["problem"].startswith("power field not understood: 'VDD_GPU 0.0W/0.0W")
+    # with an input rail the total stands; the unknown field is only reported
+    vin = parse_tegrastats_line(thor + " VIN 16802mW/16802mW FOO_BAR 1.5W")
+    assert vin["watts"] == pytest.approx(16.802) and vin["extra"]["watts_source"] == "VIN"
+    assert vin["extra"]["unparsed"] == "FOO_BAR 1.5W" and "problem" not in vin["extra"]
+
+
 # ---------------------------------------------------------------- powermetrics parser
 
 
@@ -150,6 +235,44 @@ def test_powermetrics_m2_pro_two_p_clusters():
     assert f["rails"]["P1-Cluster"] == pytest.approx(0.223)
     # clusters are parts of CPU Power: not double-counted
     assert f["watts"] == pytest.approx(1.172)
+
+
+@pytest.mark.parametrize(
+    "name, watts, source, rails",
+    [
+        # macOS 15.5, M4 Max: Combined Power; GPU Power appears twice (first wins)
+        ("macos15.5-m4max-combined.txt", 0.983, "Combined Power", {"CPU": 0.954, "GPU": 0.028, "ANE": 0.0}),
+        # M1 Pro, older format: per-cluster, DRAM and Package Power, no Combined Power
+        ("m1pro-package-power.txt", 2.151, "Package Power",
+         {"P1-Cluster": 0.1, "ANE": 0.0, "DRAM": 0.688, "CPU": 0.742, "GPU": 0.026}),
+        # Intel Mac, macOS 14: one package line, in W
+        ("macos14-intel-package.txt", 48.61, "Intel package power", {}),
+    ],
+)
+def test_powermetrics_formats_across_macos_versions(name, watts, source, rails):
+    f = parse_powermetrics_text(_fixture("powermetrics", name))
+    assert f is not None
+    assert f["watts"] == pytest.approx(watts)
+    assert f["extra"]["watts_source"] == source
+    assert f["rails"] == pytest.approx(rails)
+    assert "problem" not in f["extra"] and "unparsed" not in f["extra"]
+
+
+def test_powermetrics_m4max_clusters_and_gpu():
+    x = parse_powermetrics_text(_fixture("powermetrics", "macos15.5-m4max-combined.txt"))["extra"]
+    assert x["machine_model"] == "Mac16,6" and x["os_version"] == "24F74"
+    assert x["elapsed_ms"] == pytest.approx(5021.96)
+    assert x["freq_mhz"] == {"E-Cluster": 1293, "P0-Cluster": 2507, "P1-Cluster": 2316, "GPU": 338}
+    assert x["active_residency_pct"]["GPU"] == pytest.approx(1.63)
+
+
+def test_powermetrics_gpu_only_block_has_no_total():
+    # macOS 26, gpu_power sampler alone: GPU Power is not SoC power, so no watts, and a reason
+    f = parse_powermetrics_text(_fixture("powermetrics", "macos26-m2pro-gpu-only.txt"))
+    assert f is not None and f["watts"] is None
+    assert f["rails"] == pytest.approx({"GPU": 0.004})
+    assert f["extra"]["problem"] == "no Combined, Package or CPU Power line (has: GPU)"
+    assert parse_powermetrics_text("Machine model: Mac14,2\nOS version: 25C56\n") is None
 
 
 # ---------------------------------------------------------------- nvpmodel

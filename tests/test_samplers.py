@@ -17,7 +17,7 @@ from edgemoe.energy import energy_joules, idle_baseline_watts, joules_per_token
 from edgemoe.samplers import make_sampler
 from edgemoe.samplers_polling import NvmlSampler, RaplSampler
 from edgemoe.samplers_process import PowermetricsSampler, TegrastatsSampler
-from edgemoe.telemetry import NullSampler, SamplerUnavailable
+from edgemoe.telemetry import NullSampler, SamplerUnavailable, shorten
 from edgemoe.thermal import peak_temperature
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +37,12 @@ def replay_exe(tmp_path) -> str:
 
 def _line(name: str) -> str:
     return (FIX / "tegrastats" / name).read_text().strip()
+
+
+def _fixture(kind: str, name: str) -> str:
+    """A fixture under fixtures/<kind>/formats/ without its '#' source header."""
+    text = (FIX / kind / "formats" / name).read_text()
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).strip("\n")
 
 
 # ---------------------------------------------------------------- powermetrics sampler
@@ -60,6 +66,24 @@ def test_powermetrics_block_split_and_sampler_stamps(tmp_path):
     assert [s.watts for s in pm.samples] == pytest.approx([1.172, 1.249])
     n_first = len(_pm_text().splitlines())
     assert pm.samples[0].t_ns == 1000 + n_first - 1
+
+
+def test_powermetrics_sampler_names_blocks_without_a_total():
+    pm = PowermetricsSampler(interval_ms=500, executable="powermetrics", system_ram=False)
+    good = _pm_text().splitlines()
+    for i, ln in enumerate(good):
+        pm._on_line(i, ln)
+    assert pm.problem is None  # the preamble (Machine model, OS version) is no problem
+    gpu_only = _fixture("powermetrics", "macos26-m2pro-gpu-only.txt").splitlines()
+    for i, ln in enumerate(gpu_only + gpu_only[3:], start=100):
+        pm._on_line(i, ln)
+    pm._on_eof()
+    assert [s.watts for s in pm.samples] == pytest.approx([1.172, None, None])
+    assert pm.n_unparsed == 2
+    assert pm.problem == ("powermetrics block not understood (no Combined, Package or CPU Power line "
+                          "(has: GPU)): GPU Power: 4 mW")
+    assert pm.warnings == [pm.problem]
+    assert pm.describe()["problem"] == pm.problem
 
 
 def test_powermetrics_unavailable_reason():
@@ -287,3 +311,56 @@ def test_joules_per_token_through_tegrastats_replay(tmp_path, replay_exe):
     assert j.net_j_per_token == pytest.approx(4.0 * dur / n_tokens, rel=0.15)
     assert j.net_j_per_token == pytest.approx(4.0 * j.window_s / n_tokens, rel=1e-9)
     assert peak_temperature(out) == (50.25, "tj")
+
+
+def test_tegrastats_sampler_names_lines_it_does_not_understand():
+    ts = TegrastatsSampler(interval_ms=100, executable="tegrastats")
+    ts._on_line(1, _line("orin-nano-jp6-user.txt"))
+    assert ts.problem is None and ts.warnings == []
+    old = _fixture("tegrastats", "r28-tx1-old-format.txt")
+    ts._on_line(2, old)  # tegrastats-like but no power: a sample without watts, and a reason
+    ts._on_line(3, "tegrastats: some new banner")  # nothing tegrastats-like: no sample
+    ts._on_line(4, "")
+    assert [s.watts for s in ts.samples] == pytest.approx([4.824, None])
+    assert ts.n_unparsed == 2
+    assert ts.problem == f"tegrastats line not understood (no power rail in the line): {old}"
+    assert ts.unparsed_lines == [old, "tegrastats: some new banner"]
+    assert ts.warnings[1] == "tegrastats line not understood: tegrastats: some new banner"
+    assert ts.energy_reason("no power or energy readings") == ts.problem + " [no power or energy readings]"
+    long = "X" * 300
+    ts._on_line(5, long)
+    assert len(ts.unparsed_lines[-1]) == 160 and ts.unparsed_lines[-1].endswith("...")
+    assert make_sampler("none").energy_reason("no counter") == "no counter"
+
+
+def test_tegrastats_sampler_warns_without_input_rail():
+    ts = TegrastatsSampler(interval_ms=100, executable="tegrastats")
+    ts._on_line(1, _fixture("tegrastats", "jp7-r38.4-thor.txt"))
+    assert ts.samples[0].watts == pytest.approx(8.291) and ts.problem is None
+    assert ts.warnings == ["tegrastats: no input-power rail (VDD_IN, POM_5V_IN, VIN); watts is the sum of "
+                           "the rails VDD_GPU+VDD_CPU_SOC_MSS+VIN_SYS_5V0, a lower bound of module power"]
+
+
+def test_cell_energy_reason_for_lines_not_understood(tmp_path, replay_exe):
+    """A real JetPack 4.6 line without rails, replayed: the samples carry no power, and the reason a
+    cell would record names the line instead of a bare "no power or energy readings"."""
+    line = _fixture("tegrastats", "jp46-r32-tx2-no-rails.txt")
+    trace = tmp_path / "trace.txt"
+    trace.write_text((line + "\n") * 12)
+    ts = TegrastatsSampler(20, executable=replay_exe, extra_args=["--replay", str(trace), "--no-loop"])
+    ts.start()
+    deadline = time.monotonic() + 5
+    while len(ts.snapshot()) < 12 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    out = ts.stop()
+    assert len(out) == 12 and all(s.watts is None for s in out)
+    assert all(s.extra["problem"] == "no power rail in the line" for s in out)
+    assert ts.n_unparsed == 12 and len(ts.unparsed_lines) == 3
+    assert ts.problem == f"tegrastats line not understood (no power rail in the line): {shorten(line)}"
+    assert ts.problem.endswith("...") and len(shorten(line)) == 160
+    assert ts.error == f"{replay_exe} gave no power reading: {ts.problem}"
+    e = energy_joules(out, out[2].t_ns, out[-2].t_ns)
+    assert e.missing and e.reason == "no power or energy readings"
+    reason = ts.energy_reason(e.reason)  # what cells.run_bench_cell should record (see report)
+    assert reason.startswith("tegrastats line not understood (no power rail in the line): RAM 1689/3825MB")
+    assert reason.endswith("[no power or energy readings]")
