@@ -1,13 +1,11 @@
 """Interleaved decode (edgemoe/interleave.py): the program's output read (a real capture from the
 engine we build), settings checked before any job, a round cell's records from a replaying
-program, failures as failed records naming what was missing; the integration test runs the tiny
-twins' decode interleaved in rounds beside plain prefill cells."""
-import json
-
+program, failures as failed records naming what was missing (end to end:
+tests/test_pipeline_interleave.py)."""
 import pandas as pd
 import pytest
 
-from conftest import FIXTURES, snakemake
+from conftest import FIXTURES
 from edgemoe import interleave
 from test_depth import program, spec
 
@@ -104,24 +102,3 @@ def test_a_cut_or_failed_run_is_a_crash_record_per_model_naming_why(tmp_path, cu
     records = _cell(tmp_path, cut, code)
     assert len(records) == 4 and {r["status"] for r in records} == {"crash"}
     assert all(pd.Series([r["status_reason"] for r in records]).str.contains(reason))
-
-
-# ---- end to end -------------------------------------------------------------------------------------------
-@pytest.mark.integration
-def test_interleaved_decode_runs_in_rounds_beside_prefill_cells_and_reaches_the_tables(work):
-    from edgemoe.records import read_parquet
-
-    snakemake(work, "figures/all", "--configfile", "config/smoke.yaml", "tests/configs/interleave-smoke.yaml")
-    runs = read_parquet(work / "results/runs.parquet").to_pandas()
-    tg = runs[(runs["test"] == "tg8") & ~runs["warmup"]]
-    assert (tg["status"] == "ok").all() and (tg["program"] == "edgemoe-interleave").all()
-    assert tg.groupby("model").size().to_dict() == {m: 4 for m in ("olmoe-tiny", "llama-tiny", "qwen2-tiny",
-                                                                   "gemma2-tiny")}  # 2 rounds x 2 repetitions
-    assert tg.groupby("round")["cell_start_utc"].nunique().eq(1).all()  # one process per round
-    pp = runs[runs["test"] == "pp16"]
-    assert pp["program"].isna().all() and pp["peak_rss_bytes"].gt(0).all()
-    throughput = pd.read_csv(work / "figures/tables/throughput.csv")
-    assert set(throughput.loc[throughput["test"] == "tg8", "method"]) == {"edgemoe-interleave (turns of 4 tokens)"}
-    assert throughput.loc[throughput["test"] == "tg8", "gen_ratio_to_baseline"].notna().sum() == 3
-    raw = next((work / "results/rounds").rglob("tg8.edgemoe-interleave.jsonl"))
-    assert json.loads(raw.read_text().splitlines()[-1])["event"] == "done"
