@@ -8,6 +8,7 @@
 #
 # Needs common.smk (EXP, paths) and cells.smk (CELL_PARAMS, cell_inputs, cell_id).
 import json
+from types import SimpleNamespace
 
 from edgemoe import interleave
 from edgemoe.rounds import After, Cell, RoundsDesign, headline_pairs, round_order
@@ -224,8 +225,11 @@ rule round_interleaved_cell:
         bench=1,
     params:
         **CELL_PARAMS,
-        models=list(EXP.models),
-        tags=[EXP.models[m].weights_tag for m in EXP.models],
+        # each model's cell id, as a plain round cell's (cells.smk cell_id)
+        cell_ids=lambda w: [
+            cell_id(SimpleNamespace(**{**dict(w.items()), "model": m, "tag": EXP.models[m].weights_tag}), w.round)
+            for m in EXP.models
+        ],
         # the models' turn order in the process: drawn per round like a round's cell order
         order=lambda w: [
             list(EXP.models).index(m) for m in round_order(list(EXP.models), DESIGN.seed, int(w.round), DESIGN.mode)

@@ -11,11 +11,11 @@ p, w, i = snakemake.params, snakemake.wildcards, snakemake.input
 _, _, use_mmap = p.memory_regime
 specs = [
     cell_spec(
-        cell_id=f"{w.device}/{w.engine}/{model}/{tag}/{w.quant}/{w.test}/r{w.round}", device_id=w.device,
+        cell_id=cid, device_id=w.device,
         device=p.device, exe=binary(i.build, PROGRAM), gguf=gguf, model_info_path=info, build_info_path=i.build,
         test=w.test, n_prompt=0, n_gen=p.test.n_gen, repetitions=p.repetitions, use_mmap=use_mmap,
         timeout_s=p.timeout_s, memory_limit_gb=p.memory_limit_gb, bandwidth_path=i.bandwidth)
-    for model, tag, gguf, info in zip(p.models, p.tags, i.gguf, i.model_info)
+    for cid, gguf, info in zip(p.cell_ids, i.gguf, i.model_info)
 ]
 records = run_interleaved_cell(specs, p.test.interleave, p.order, Path(snakemake.output.raw),
                                Path(snakemake.log[0]), Path(p.lock))
