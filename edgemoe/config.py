@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgemoe import interleave, paths, regimes
+from edgemoe import engine_axis, interleave, paths, regimes
 from edgemoe.architectures import ArchSpec
 from edgemoe.host import device_matches, total_memory_bytes
 from edgemoe.prompts import check_prompt_settings
@@ -158,8 +159,11 @@ class Experiment:
         if self.engine_id not in cfg["engines"]:
             raise ConfigError(f"engine: {self.engine_id!r} is not defined under engines; allowed: {_choices(cfg['engines'])}")
         self.engine = cfg["engines"][self.engine_id]
-        # The engine whose convert script and llama-quantize make the model files: by default the one
-        # that runs the cells; naming another lets a newer engine benchmark the very same files.
+        try:  # every engine of the axis runs every cell (edgemoe/engine_axis.py); the first is `engine`
+            self.engine_ids = engine_axis.engine_ids(cfg)
+        except engine_axis.EngineAxisError as e:
+            raise ConfigError(str(e)) from None
+        # The engine whose tools make the model files (default: engine): other engines use the same files.
         self.models_engine_id = cfg.get("models_engine") or self.engine_id
         if self.models_engine_id not in cfg["engines"]:
             raise ConfigError(f"models_engine: {self.models_engine_id!r} is not defined under engines; allowed: "
@@ -190,15 +194,17 @@ class Experiment:
         self.repetitions = exp["repetitions"]
         self.use_mmap = exp["use_mmap"]
         self.timeout_s = exp["timeout_s"]
-        try:
-            check_prompt_settings(exp.get("prompts") or {}, self.engine_id, self.engine.get("targets", []))
-            interleave.check_settings(exp["tests"], rounds_enabled=exp["rounds"]["enabled"], regimes_on=bool(self.regimes),
-                                      engine_id=self.engine_id, targets=self.engine.get("targets", []))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        for p in self.engine.get("patches", []):
-            if not (Path("patches") / p).is_file() and not Path(p).is_file():
-                raise ConfigError(f"engines.{self.engine_id}.patches: {p!r} not found under patches/")
+        for e in self.engine_ids:
+            targets = cfg["engines"][e].get("targets", [])
+            try:
+                check_prompt_settings(exp.get("prompts") or {}, e, targets)
+                interleave.check_settings(exp["tests"], rounds_enabled=exp["rounds"]["enabled"],
+                                          regimes_on=bool(self.regimes), engine_id=e, targets=targets)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            for p in cfg["engines"][e].get("patches", []):
+                if not (Path("patches") / p).is_file() and not Path(p).is_file():
+                    raise ConfigError(f"engines.{e}.patches: {p!r} not found under patches/")
 
     # ---- pieces ------------------------------------------------------------------------------
     def _regime_variants(self, tests: list[Test]) -> list[Test]:
@@ -307,8 +313,6 @@ class Experiment:
         elif weights == "hf":
             tag = "hf-" + re.sub(r"[^A-Za-z0-9._-]", "_", hf["revision"])
             if not re.fullmatch(r"[0-9a-f]{40}", hf["revision"]):
-                import sys
-
                 print(f"warning: models.{model_id}.hf.revision is {hf['revision']!r}, not a commit sha: the "
                       "commit it resolves to is recorded, but a later run may get another; pin a sha",
                       file=sys.stderr)
@@ -343,11 +347,10 @@ class Experiment:
         """results/<kind>/<device>/<engine>/<model>/<weights tag>/<quant>: kind = cells, profile, depth."""
         return paths.cell_dir(kind, device, self.engine_id, model_id, self.models[model_id].weights_tag, quant)
 
-    def cell_file(self, device: str, model_id: str, quant: str, test: str) -> str:
-        return paths.cell_file(device, self.engine_id, model_id, self.models[model_id].weights_tag, quant, test)
-
     def cells(self, device: str) -> list[str]:
-        return [self.cell_file(device, m, q, t) for m in self.models for q in self.quants for t in self.tests]
+        """Block design: one cell file per engine of the axis, model, quant and test."""
+        return [paths.cell_file(device, e, m, self.models[m].weights_tag, q, t)
+                for e in self.engine_ids for m in self.models for q in self.quants for t in self.tests]
 
     def profile_cells(self, device: str) -> list[str]:
         if not self.cfg.get("profiling", {}).get("enabled"):
@@ -392,9 +395,6 @@ class Experiment:
 
     def other_device_records(self) -> list[str]:
         """Records of this experiment's cells from other devices, already on disk (merged, never rerun)."""
-        out = []
-        for d in self.devices:
-            if d != self.device_id:
-                cells = self.cells(d) + self.profile_cells(d) + self.depth_cells(d) + self.prompt_cells(d)
-                out += [p for p in cells if Path(p).is_file()]
-        return out
+        return [p for d in self.devices if d != self.device_id
+                for p in self.cells(d) + self.profile_cells(d) + self.depth_cells(d) + self.prompt_cells(d)
+                if Path(p).is_file()]

@@ -65,6 +65,9 @@ METHODS = {
                             "generated tokens' forward passes in llama-cli's timestamped log; profile cells: decode step "
                             "times with node timing on), 95% bootstrap interval resampling whole runs (one run: blocks "
                             "of 8 consecutive steps)",
+    "rounds-ratio-change/order-statistic": "change of a pair's ratio from the reference engine to another: each "
+                                           "round's ratio (round medians) on one engine over the same round's on the "
+                                           "other; median over rounds, 95% order-statistic interval",
     "block-index": "total-tracking index of the three members' medians over repetitions, 95% percentile-bootstrap "
                    "interval resampling each member's repetitions independently",
 }

@@ -30,6 +30,7 @@ from edgemoe.figures_moe import moe_effect_figure, sweep_figure  # noqa: E402,F4
 from edgemoe.figures_locality import locality_figure  # noqa: E402,F401 (figure_locality: the locality table)
 from edgemoe.figures_regimes import ceilings_figure  # noqa: E402,F401
 from edgemoe.figures_method import latency_figure  # noqa: E402,F401
+from edgemoe.figures_engines import engines_figure  # noqa: E402,F401
 
 
 def throughput_figure(runs: pd.DataFrame, models: list[str], style: str, out_paths: list[str]) -> pd.DataFrame:

@@ -309,9 +309,12 @@ def check_given_model_files(exp, planned_outputs: set[str]) -> list[str]:
 # ---- the whole check ----------------------------------------------------------------------------
 def run_preflight(exp, jobs: list[Job], cores: int, settings: dict[str, Any] | None = None) -> list[str]:
     """Lines to print at the start of a run (in the working directory); raises PreflightError
-    (disk) or ModelFileError (a model file the user gave)."""
+    (disk), ModelFileError (a model file the user gave) or EngineAxisError (an engine)."""
+    from edgemoe.engine_axis import check_experiment
+
     settings = {"disk": "stop", "memory": "warn", **(settings or {})}
-    lines = []
+    # an engine that cannot be fetched, or does not know a model's architecture: before any job
+    lines = check_experiment(exp, {j.wildcards["engine"] for j in jobs if j.rule == "engine_source"})
     checked = check_given_model_files(exp, {o for j in jobs for o in j.outputs})
     if checked:
         lines.append(f"pre-flight: model files whole: {', '.join(checked)}")

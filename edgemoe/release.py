@@ -34,9 +34,9 @@ def model_kinds(model_ids) -> set[str]:
 def data_kinds(path: Path | str) -> set[str]:
     """What a release holds, for the DAG to build only the figures it has data for: its record
     kinds (bench, profile, depth), 'rounds' where bench rows carry a round, 'regimes' where they ran in
-    a memory cgroup, and model_kinds (a scan of the
+    a memory cgroup, 'engines' where bench rows come from more than one engine, and model_kinds (a scan of the
     file: releases are kilobytes)."""
-    kinds, n = set(), 0
+    kinds, n, engines = set(), 0, set()
     try:
         with gzip.open(path, "rt") as f:
             for n, line in enumerate(f, start=1):
@@ -45,12 +45,13 @@ def data_kinds(path: Path | str) -> set[str]:
                 if r["kind"] == "bench" and r.get("round") is not None:
                     kinds.add("rounds")
                 kinds |= model_kinds([r["model"]]) if r["kind"] == "bench" else set()
+                engines |= {r.get("engine")} if r["kind"] == "bench" else set()
                 if r["kind"] == "bench" and r.get("cgroup_version") is not None:
                     kinds.add("regimes")  # cells under an emulated memory ceiling (edgemoe/regimes.py)
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}:{n + 1}: not a release's run records ({type(e).__name__}: {e}); "
                          "restore the release from git (git checkout -- data/released)") from None
-    return kinds
+    return kinds | ({"engines"} if len(engines - {None}) > 1 else set())
 
 
 def describe(runs) -> str:

@@ -2,7 +2,7 @@
 
 A block design (all repetitions of model A, then all of B) turns drift (heat, load, clock
 frequency) into bias: A's numbers come from a cooler machine than B's. Here a device's cells run
-in *rounds*: each round runs every (model, quant, test) cell once (a test with `every: N` in every
+in *rounds*: each round runs every (model, quant, test[, engine]) cell once (a test with `every: N` in every
 Nth counted round only: prefill is not what the stopping target is about), `repetitions` times,
 in an order shuffled per round from a recorded seed. Ratios are computed inside each round
 (`edgemoe.estimates`); after each round `edgemoe.stopping.decide` says whether to go on.
@@ -34,14 +34,16 @@ ORDER_MODES = ("balanced", "shuffled")
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """A (model, quant, test) cell of a round."""
+    """A (model, quant, test) cell of a round; with an engine axis (edgemoe/engine_axis.py) also the
+    engine that runs it ("" in a one-engine experiment, so that such designs keep their ids)."""
 
     model: str
     quant: str
     test: str
+    engine: str = ""
 
     def __str__(self) -> str:
-        return f"{self.model}/{self.quant}/{self.test}"
+        return f"{self.model}/{self.quant}/{self.test}" + (f"@{self.engine}" if self.engine else "")
 
 
 def round_order(cells: Sequence, seed: int, k: int, mode: str = "balanced") -> list:

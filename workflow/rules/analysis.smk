@@ -28,6 +28,7 @@ def run_table_kinds():
         kinds |= {"depth"} if config.get("depth", {}).get("enabled") else set()
         kinds |= {"rounds"} if ROUNDS["enabled"] else set()
         kinds |= {"prompt"} if EXP.prompt_tests() else set()
+        kinds |= {"engines"} if len(EXP.engine_ids) > 1 else set()
         kinds |= model_kinds(EXP.models)
         kinds |= {"regimes"} if EXP.regimes or (EXP.device and EXP.device.emulate_memory_bytes) else set()
     if EXP.release_file:
@@ -145,6 +146,24 @@ rule method_tables:
         "../scripts/method_tables.py"
 
 
+rule engines_table:
+    """Engines compared on the same model files (edgemoe/engines_compare.py)."""
+    input:
+        paths.RUN_TABLE,
+    output:
+        csv=report("figures/tables/engines.csv", caption="../report/engines_table.rst", category="Tables"),
+        md="figures/tables/engines.md",
+    log:
+        "results/logs/engines_table.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        baseline=EXP.baseline,
+        engines=EXP.engine_ids,
+    script:
+        "../scripts/engines_table.py"
+
+
 rule depth_table:
     input:
         paths.RUN_TABLE,
@@ -177,6 +196,7 @@ FIGURES = {
     "sweep": ("sweep_figure", "sweep"),
     "ceilings": ("ceilings_figure", "regimes"),
     "latency": ("latency_figure", "latency"),
+    "engines": ("engines_figure", "engines"),
 }
 FIGURES_BUILT = [name for name, (_, needs) in FIGURES.items() if needs in KINDS]
 
@@ -201,6 +221,7 @@ for _name, (_function, _needs) in FIGURES.items():
             function=_function,
             models=list(EXP.models),
             baseline=EXP.baseline,
+            engines=EXP.engine_ids,
             about=f"workflow/report/{_name}.rst",
         script:
             "../scripts/figure.py"
@@ -214,6 +235,7 @@ rule figures_all:
         rules.moe_effect_table.output if "counterfactual" in KINDS else [],
         rules.regimes_table.output if "regimes" in KINDS else [],
         rules.method_tables.output if "latency" in KINDS else [],
+        rules.engines_table.output if "engines" in KINDS else [],
         expand("figures/{name}.{ext}", name=FIGURES_BUILT, ext=["png", "pdf", "csv"]),
         rules.fidelity_table.output if config.get("fidelity") else [],
         LOCALITY_OUTPUTS,  # workflow/rules/locality.smk: expert locality table and figure

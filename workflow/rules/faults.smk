@@ -10,6 +10,7 @@ import sys
 
 from edgemoe import faults as FAULTS
 from edgemoe import preflight as PREFLIGHT
+from edgemoe.engine_axis import EngineAxisError
 from edgemoe.modelcheck import ModelFileError
 
 
@@ -50,7 +51,7 @@ onstart:
     else:
         try:
             lines = PREFLIGHT.run_preflight(EXP, jobs, workflow.cores, config.get("preflight"))
-        except (PREFLIGHT.PreflightError, ModelFileError) as e:
+        except (PREFLIGHT.PreflightError, ModelFileError, EngineAxisError) as e:
             raise WorkflowError(str(e)) from None
         _note("\n".join(lines))
 

@@ -17,18 +17,22 @@ ROUNDS = config["experiment"]["rounds"]  # the schema filled its defaults
 # With depth enabled, depth cells (edgemoe.depth) run in the rounds too, as cells of their own.
 DEPTH_IN_ROUNDS = bool(ROUNDS["enabled"] and config.get("depth", {}).get("enabled"))
 INTERLEAVED = [t.name for t in EXP.tests.values() if t.interleave]
+# The engine axis (edgemoe/engine_axis.py): with more than one engine each cell names its engine
+# and the engines' cells are shuffled together in every round; with one, cells name none.
+AXIS = {e: (e if len(EXP.engine_ids) > 1 else "") for e in EXP.engine_ids}
 try:
     DESIGN = RoundsDesign(
         ROUNDS,
         cells=[
-            Cell(m, q, t)
+            Cell(m, q, t, AXIS[e])
+            for e in EXP.engine_ids
             for m in EXP.models
             for q in EXP.quants
             for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else []), *EXP.prompt_tests()]
             if t not in INTERLEAVED
         ]
         # an interleaved test (edgemoe/interleave.py): one cell for all models of the round
-        + [Cell(interleave.GROUP, q, t) for q in EXP.quants for t in INTERLEAVED],
+        + [Cell(interleave.GROUP, q, t, AXIS[e]) for e in EXP.engine_ids for q in EXP.quants for t in INTERLEAVED],
         every={t.name: t.every for t in EXP.tests.values()},
         identity=[
             EXP.use_mmap,
@@ -61,13 +65,20 @@ def rounds_done_file(device=None):
     return paths.rounds_done(device or EXP.device_id, DESIGN.id, DESIGN.stopping)
 
 
-def round_cell_file(device, engine, k, cell):
+def wildcard_cell(w):
+    """The design's cell a round job's wildcards name."""
+    return Cell(w.model, w.quant, w.test, AXIS.get(w.engine, w.engine))
+
+
+def round_cell_file(device, k, cell):
     tag = INTERLEAVED_TAG if cell.model == interleave.GROUP else EXP.models[cell.model].weights_tag
+    engine = cell.engine or EXP.engine_id
     return paths.round_cell_file(device, engine, DESIGN.id, k, cell.model, tag, cell.quant, cell.test)
 
 
-def round_decision_file(device, engine, k):
-    return paths.round_decision(device, engine, DESIGN.id, k)
+def round_decision_file(device, k):
+    """A round's decision, under the experiment's engine (the first of the axis)."""
+    return paths.round_decision(device, EXP.engine_id, DESIGN.id, k)
 
 
 def round_cell_input(w):
@@ -92,12 +103,12 @@ def interleaved_cell_input(w):
 
 
 def round_after(w):
-    after = DESIGN.predecessor(int(w.round), Cell(w.model, w.quant, w.test))
+    after = DESIGN.predecessor(int(w.round), wildcard_cell(w))
     if after is not None:
         prev = (
-            round_decision_file(w.device, w.engine, after.round)
+            round_decision_file(w.device, after.round)
             if after.cell is None
-            else round_cell_file(w.device, w.engine, after.round, after.cell)
+            else round_cell_file(w.device, after.round, after.cell)
         )
         return {"after": ancient(prev)}
     return {}
@@ -108,16 +119,16 @@ def round_fields(w):
     k = int(w.round)
     return {
         "round": k,
-        "round_position": DESIGN.position(k, Cell(w.model, w.quant, w.test)),
+        "round_position": DESIGN.position(k, wildcard_cell(w)),
         "round_seed": DESIGN.seed,
         "round_design": DESIGN.id,
         "warmup": DESIGN.is_warmup(k),
     }
 
 
-def round_records_upto(device, engine, k):
-    """Every cell record file of rounds 0..k."""
-    return [round_cell_file(device, engine, j, c) for j in range(int(k) + 1) for c in DESIGN.cells_of(j)]
+def round_records_upto(device, k):
+    """Every cell record file of rounds 0..k (every engine's)."""
+    return [round_cell_file(device, j, c) for j in range(int(k) + 1) for c in DESIGN.cells_of(j)]
 
 
 def round_decisions(device=None, engine=None):
@@ -242,7 +253,7 @@ rule round_interleaved_cell:
 
 checkpoint round_decision:
     input:
-        records=lambda w: round_records_upto(w.device, w.engine, w.round),
+        records=lambda w: round_records_upto(w.device, w.round),
     output:
         decision=paths.round_decision("{device}", "{engine}", DESIGN.id, "{round}"),
     log:
@@ -265,7 +276,7 @@ rule rounds_all:
     """Every round this device's decisions asked for, and the last decision (why it stopped)."""
     input:
         decisions=lambda w: round_decisions(),
-        records=lambda w: round_records_upto(EXP.device_id, EXP.engine_id, len(round_decisions()) - 1),
+        records=lambda w: round_records_upto(EXP.device_id, len(round_decisions()) - 1),
     output:
         rounds_done_file(),
     log:
