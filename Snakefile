@@ -22,6 +22,7 @@ include: "workflow/rules/prompts.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/locality.smk"
+include: "workflow/rules/store.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/faults.smk"
 

@@ -135,9 +135,12 @@ def cell_spec(*, cell_id: str, device_id: str, device: Any, exe: str, gguf: str,
     """A CellSpec from the workflow's files and a device profile (edgemoe.config.Device)."""
     import json
 
+    from edgemoe.scratch import stage
+
     bandwidth = json.loads(Path(bandwidth_path).read_text())["read_gbs"] if bandwidth_path else None
     return CellSpec(
-        cell_id=cell_id, device_id=device_id, backend=device.backend, bench_exe=exe, model_path=gguf,
+        cell_id=cell_id, device_id=device_id, backend=device.backend, bench_exe=exe,
+        model_path=stage(gguf),  # a node-local copy where EDGEMOE_MODEL_SCRATCH says (edgemoe/scratch.py)
         model_info=json.loads(Path(model_info_path).read_text()),
         build_info=json.loads(Path(build_info_path).read_text()), test=test, n_prompt=n_prompt, n_gen=n_gen,
         repetitions=repetitions, threads=device.threads, n_gpu_layers=device.n_gpu_layers, use_mmap=use_mmap,

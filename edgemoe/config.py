@@ -7,95 +7,21 @@ error names the config key and the allowed values, and is raised before any job 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgemoe import engine_axis, interleave, paths, regimes
 from edgemoe.architectures import ArchSpec
+from edgemoe.experiment_types import Device, Model, Test, content_hash  # noqa: F401 (re-exported)
 from edgemoe.host import device_matches, total_memory_bytes
 from edgemoe.prompts import check_prompt_settings
 
 
 class ConfigError(ValueError):
     """A configuration problem, named by its key."""
-
-
-@dataclass(frozen=True)
-class Device:
-    id: str
-    backend: str
-    cmake_flags: tuple[str, ...]
-    threads: int
-    n_gpu_layers: int
-    memory_ceiling_bytes: int
-    energy_sampler: str
-    temperature: str
-    description: str
-    cooldown_s: float = 0.0
-    power_mode: str | None = None
-    emulate_memory_bytes: int | None = None  # `emulate: {memory_gb}`: every cell in a cgroup of this size
-
-
-@dataclass(frozen=True)
-class Model:
-    id: str
-    family: str
-    spec: ArchSpec
-    weights: str  # twin | hf | local
-    weights_tag: str  # path component that names the weights' identity
-    twin_seed: int | None
-    hf_repo: str | None
-    hf_revision: str | None
-    local_path: str | None
-    derived_from: str | None = None  # a counterfactual twin (edgemoe.counterfactuals): its base model
-    router_skew: float = 0.0  # twins: the router skew knob
-
-    @property
-    def spec_config(self) -> dict[str, Any]:
-        """The `spec:` block the model's files are made from (derived for counterfactuals)."""
-        return self.spec.to_config()
-
-    @property
-    def total_params(self) -> int:
-        return self.spec.total_params()
-
-    @property
-    def active_params(self) -> int:
-        return self.spec.active_params()
-
-
-@dataclass(frozen=True)
-class Test:
-    name: str
-    n_prompt: int
-    n_gen: int
-    every: int = 1  # rounds design: in every Nth counted round
-    repetitions: int | None = None  # rounds design: this test's llama-bench -r (None: rounds.repetitions)
-    # experiment.regimes (edgemoe/regimes.py): a variant of `base` under an emulated ceiling
-    base: str | None = None
-    in_cgroup: bool = False
-    ceiling_bytes: int | None = None  # None: the device's memory (its emulated one, if any)
-    use_mmap: bool | None = None  # None: experiment.use_mmap
-    interleave: int | None = None  # tokens per turn: every model's cell in one process (edgemoe/interleave.py)
-
-    def __str__(self) -> str:
-        # A rounds design's identity hashes this: a plain test keeps the form it had before regimes
-        # existed, so that designs (and other devices' rounds found by design id) stay the same.
-        if not self.in_cgroup and not self.interleave:
-            return (f"Test(name={self.name!r}, n_prompt={self.n_prompt!r}, n_gen={self.n_gen!r}, "
-                    f"every={self.every!r}, repetitions={self.repetitions!r})")
-        return repr(self)
-
-
-def content_hash(obj: Any) -> str:
-    """sha256 of a JSON-able identity (dataclasses and other objects by their str)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _choices(d: dict) -> str:
@@ -171,7 +97,7 @@ class Experiment:
         self.models_engine = cfg["engines"][self.models_engine_id]
         self.devices = {d: self._device(d, p) for d, p in cfg["devices"].items()}
         # Released data runs no cell: no device is resolved or checked, whatever this host is.
-        self.device_id = None if self.runs == "released" else resolve_device(cfg, host_device)
+        self.device_id = None if self.runs in ("released", "union") else resolve_device(cfg, host_device)
         self.device = self.devices.get(self.device_id)
         exp = cfg["experiment"]
         self.quants = list(exp["quants"])
@@ -182,10 +108,14 @@ class Experiment:
         if len(set(names := [t["name"] for t in exp["tests"]])) != len(names):
             raise ConfigError(f"experiment.tests: test names must be unique, got {names}")
         base_tests = [Test(t["name"], t["n_prompt"], t["n_gen"], t.get("every", 1), t.get("repetitions"),
-                           interleave=t.get("interleave")) for t in exp["tests"]]
+                           interleave=t.get("interleave"), models=self._test_models(exp, t.get("models")))
+                      for t in exp["tests"]]
         for t in base_tests:
             if t.n_prompt == 0 and t.n_gen == 0:
                 raise ConfigError(f"experiment.tests[{t.name}]: n_prompt and n_gen are both 0")
+            if unknown := [m for m in t.models or () if m not in self.models]:
+                raise ConfigError(f"experiment.tests[{t.name}].models: {', '.join(map(repr, unknown))} not among the "
+                                  f"experiment's models ({', '.join(self.models)})")
         try:
             self.regimes = regimes.configured(exp)
             self.tests = {t.name: t for t in self._regime_variants(base_tests)}
@@ -207,6 +137,18 @@ class Experiment:
                     raise ConfigError(f"engines.{e}.patches: {p!r} not found under patches/")
 
     # ---- pieces ------------------------------------------------------------------------------
+    def _test_models(self, exp: dict[str, Any], which: str | list[str] | None) -> tuple[str, ...] | None:
+        """A test's `models`: ids, or `experiment` (experiment.models) or `counterfactuals` (each
+        counterfactual family with its base MoE); None: every model."""
+        from edgemoe import counterfactuals as cf
+
+        if which == "experiment":
+            return tuple(exp["models"])
+        if which == "counterfactuals":  # the base where the experiment has it
+            return tuple(dict.fromkeys(m for b in exp.get("counterfactuals", []) for m in (b, *cf.family(b))
+                                       if m in self.models))
+        return tuple(which) if which else None
+
     def _regime_variants(self, tests: list[Test]) -> list[Test]:
         """The tests, or each once per configured regime; a cgroup is checked for before any job
         wherever a cell of this host would need one."""
@@ -347,10 +289,16 @@ class Experiment:
         """results/<kind>/<device>/<engine>/<model>/<weights tag>/<quant>: kind = cells, profile, depth."""
         return paths.cell_dir(kind, device, self.engine_id, model_id, self.models[model_id].weights_tag, quant)
 
+    def test_models(self, test: str) -> list[str]:
+        """The models a test runs, in the experiment's order (a test's `models`, else all; depth and
+        prompt tests: all)."""
+        t = self.tests.get(test)
+        return [m for m in self.models if t is None or t.models is None or m in t.models]
+
     def cells(self, device: str) -> list[str]:
-        """Block design: one cell file per engine of the axis, model, quant and test."""
+        """Block design: one cell file per engine of the axis, test, model (of that test) and quant."""
         return [paths.cell_file(device, e, m, self.models[m].weights_tag, q, t)
-                for e in self.engine_ids for m in self.models for q in self.quants for t in self.tests]
+                for e in self.engine_ids for t in self.tests for m in self.test_models(t) for q in self.quants]
 
     def profile_cells(self, device: str) -> list[str]:
         if not self.cfg.get("profiling", {}).get("enabled"):

@@ -26,11 +26,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from edgemoe.stats import NAN, N_BOOT, SEED, Estimate, median_ci, median_ci_exact, ratio_ci
+from edgemoe.estimate_methods import METHODS  # every method's one-sentence description
+from edgemoe.stats import NAN, N_BOOT, SEED, Estimate, median_ci, median_ci_exact, ratio_ci, signed_rank_ci
 
 GROUP = ["device", "engine", "quant", "test", "weights_source"]
 COLUMNS = ["quantity", *GROUP, "model", "reference", "phase", "value", "lo", "hi", "n", "method", "design"]
-INTERVALS = ("order-statistic", "two-level-bootstrap")
+INTERVALS = ("order-statistic", "signed-rank", "two-level-bootstrap")
 # Tables and figures ask for "auto": the order-statistic interval where it is finite (at least 6
 # rounds at 95%), else the two-level bootstrap; the stopping rule names its interval explicitly.
 MIN_ORDER_STATISTIC_ROUNDS = 6
@@ -40,37 +41,6 @@ def resolve_interval(interval: str, n_rounds: int) -> str:
     if interval == "auto":
         return "order-statistic" if n_rounds >= MIN_ORDER_STATISTIC_ROUNDS else "two-level-bootstrap"
     return interval
-
-METHODS = {
-    "block-median": "median over repetitions with a 95% percentile-bootstrap interval",
-    "block-ratio": "ratio of the two models' medians over repetitions, 95% percentile-bootstrap interval "
-                   "resampling both models' repetitions independently",
-    "rounds-median/order-statistic": "median over rounds of each round's median, 95% distribution-free "
-                                     "order-statistic interval over rounds (at least 6 rounds for a finite one)",
-    "rounds-ratio/order-statistic": "median over rounds of the ratio paired inside each round (round medians), "
-                                    "95% distribution-free order-statistic interval over rounds",
-    "rounds-median/two-level-bootstrap": "median over rounds of each round's median, 95% two-level bootstrap "
-                                         "interval (rounds, then repetitions inside each round)",
-    "rounds-ratio/two-level-bootstrap": "median over rounds of the ratio paired inside each round, 95% two-level "
-                                        "bootstrap interval (rounds, then repetitions inside each round)",
-    "steps-mean": "mean over profiled decode steps with a 95% percentile-bootstrap interval over steps",
-    "rounds-index/order-statistic": "total-tracking index (t_M - t_active) / (t_total - t_active) of per-token "
-                                    "times t = 1/tok/s, computed inside each round from the round medians of the MoE "
-                                    "member and its two dense brackets; median over rounds, 95% distribution-free "
-                                    "order-statistic interval over rounds",
-    "roofline-efficiency": "median decode tok/s and its interval divided by the bandwidth limit: the device's "
-                           "measured read bandwidth over the weight bytes a decode step reads (used experts only "
-                           "for an MoE)",
-    "runs-pooled-quantile": "percentile of every inter-token gap pooled (prompt cells: gaps between consecutive "
-                            "generated tokens' forward passes in llama-cli's timestamped log; profile cells: decode step "
-                            "times with node timing on), 95% bootstrap interval resampling whole runs (one run: blocks "
-                            "of 8 consecutive steps)",
-    "rounds-ratio-change/order-statistic": "change of a pair's ratio from the reference engine to another: each "
-                                           "round's ratio (round medians) on one engine over the same round's on the "
-                                           "other; median over rounds, 95% order-statistic interval",
-    "block-index": "total-tracking index of the three members' medians over repetitions, 95% percentile-bootstrap "
-                   "interval resampling each member's repetitions independently",
-}
 
 
 # ---- rows ------------------------------------------------------------------------------------
@@ -154,7 +124,7 @@ def round_median(rounds: dict[int, np.ndarray], interval: str = "order-statistic
     if interval == "two-level-bootstrap" and len(meds) >= 2:
         lo, hi = two_level_bootstrap([v for v in rounds.values() if v.size])
         return Estimate(float(np.median(meds)), lo, hi, len(meds))
-    return median_ci_exact(meds)
+    return signed_rank_ci(meds) if interval == "signed-rank" else median_ci_exact(meds)
 
 
 def paired_ratio(num: dict[int, np.ndarray], den: dict[int, np.ndarray], interval: str = "order-statistic"
@@ -172,7 +142,7 @@ def paired_ratio(num: dict[int, np.ndarray], den: dict[int, np.ndarray], interva
         return Estimate(float(np.median(ratios)), lo, hi, len(ks))
     if interval not in INTERVALS:
         raise ValueError(f"interval {interval!r}; allowed: {', '.join(INTERVALS)}")
-    return median_ci_exact(ratios)
+    return signed_rank_ci(ratios) if interval == "signed-rank" else median_ci_exact(ratios)
 
 
 def paired_values(df: pd.DataFrame, num_model: str, den_model: str, phase: str = "tg") -> np.ndarray:
@@ -225,13 +195,17 @@ def ratios(runs: pd.DataFrame, pairs: Iterable[tuple[str, str]], kind: str = "be
     d = usable(runs, kind, phase)
     keys = _keys(d)
     pairs = list(pairs)
+    # the models each group ran at all (any status): a pair one of whose models a test does not run
+    # (a test's `models`) is no pair there; one whose cells all failed is, and cannot be estimated
+    scope = runs[runs["kind"] == kind] if kind and "kind" in runs.columns else runs
+    ran = {k if isinstance(k, tuple) else (k,): set(g["model"]) for k, g in scope.groupby(keys)} if keys else {}
     rows = []
     for key, g in (d.groupby(keys, sort=True) if keys else [((), d)]):
         key = key if isinstance(key, tuple) else (key,)
         rounds = in_rounds(g)
         for num, den in pairs:
             a, b = g[g["model"] == num], g[g["model"] == den]
-            if a.empty and b.empty:
+            if (a.empty and b.empty) or (keys and not {num, den} <= ran.get(key, set())):
                 continue
             if rounds:
                 by_a, by_b = _by_round(a[a["round"].notna()]), _by_round(b[b["round"].notna()])
@@ -392,7 +366,7 @@ def describe(methods: Iterable[str], warmup_excluded: int = 0) -> str:
     return " ".join(out)
 
 
-__all__ = ["COLUMNS", "GROUP", "INTERVALS", "METHODS", "baseline_pairs", "describe", "estimates", "halfwidth",
-           "in_rounds", "medians", "paired_ratio", "paired_values", "per_round", "pick", "ratios", "roofline_efficiency", "round_median",
-           "standin_pairs", "step_mean", "tracking_index", "tracking_triples", "two_level_bootstrap", "usable",
-           "warmup_rows"]
+__all__ = ["COLUMNS", "GROUP", "INTERVALS", "METHODS", "baseline_pairs", "describe", "estimates", "halfwidth", "in_rounds",
+           "medians", "paired_ratio", "paired_values", "per_round", "pick", "ratios", "roofline_efficiency",
+           "round_median", "standin_pairs", "step_mean", "tracking_index", "tracking_triples", "two_level_bootstrap",
+           "usable", "warmup_rows"]

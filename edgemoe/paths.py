@@ -17,10 +17,14 @@ the rule's pattern, so a rule's output and the package's idea of that output can
 
 from __future__ import annotations
 
+import os
+
 RESULTS = "results"
 RUN_TABLE = f"{RESULTS}/runs.parquet"
-BENCH_LOCK = f"{RESULTS}/.bench.lock"
+# EDGEMOE_BENCH_LOCK: a node-local lock on a cluster (profiles/slurm), where results/ is shared by all nodes
+BENCH_LOCK = os.environ.get("EDGEMOE_BENCH_LOCK") or f"{RESULTS}/.bench.lock"
 LOCALITY_TABLE = f"{RESULTS}/locality.parquet"
+UNION_SUMMARY = f"{RESULTS}/union.json"  # runs=union: the snapshots the run table was built from
 
 
 def engine_source(engine: str) -> str:

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgemoe.files import atomic_path, atomic_write_text
+from edgemoe.files import atomic_path, atomic_write_text, sha256_file
 from edgemoe.records import read_parquet
 from edgemoe.estimates import in_rounds
 
@@ -31,27 +31,36 @@ def model_kinds(model_ids) -> set[str]:
     return kinds
 
 
-def data_kinds(path: Path | str) -> set[str]:
-    """What a release holds, for the DAG to build only the figures it has data for: its record
+def record_kinds(rows) -> set[str]:
+    """What run records hold, for the DAG to build only the figures it has data for: their record
     kinds (bench, profile, depth), 'rounds' where bench rows carry a round, 'regimes' where they ran in
-    a memory cgroup, 'engines' where bench rows come from more than one engine, and model_kinds (a scan of the
-    file: releases are kilobytes)."""
-    kinds, n, engines = set(), 0, set()
+    a memory cgroup, 'engines' where bench rows come from more than one engine, and model_kinds."""
+    kinds, engines = set(), set()
+    for r in rows:
+        kinds.add(r["kind"])
+        if r["kind"] == "bench" and r.get("round") is not None:
+            kinds.add("rounds")
+        kinds |= model_kinds([r["model"]]) if r["kind"] == "bench" else set()
+        engines |= {r.get("engine")} if r["kind"] == "bench" else set()
+        if r["kind"] == "bench" and r.get("cgroup_version") is not None:
+            kinds.add("regimes")  # cells under an emulated memory ceiling (edgemoe/regimes.py)
+    return kinds | ({"engines"} if len(engines - {None}) > 1 else set())
+
+
+def data_kinds(path: Path | str) -> set[str]:
+    """What a release holds (record_kinds of a scan of the file: releases are kilobytes)."""
+    n = [0]
+
+    def rows(f):
+        for n[0], line in enumerate(f, start=1):
+            yield json.loads(line)
+
     try:
         with gzip.open(path, "rt") as f:
-            for n, line in enumerate(f, start=1):
-                r = json.loads(line)
-                kinds.add(r["kind"])
-                if r["kind"] == "bench" and r.get("round") is not None:
-                    kinds.add("rounds")
-                kinds |= model_kinds([r["model"]]) if r["kind"] == "bench" else set()
-                engines |= {r.get("engine")} if r["kind"] == "bench" else set()
-                if r["kind"] == "bench" and r.get("cgroup_version") is not None:
-                    kinds.add("regimes")  # cells under an emulated memory ceiling (edgemoe/regimes.py)
+            return record_kinds(rows(f))
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}:{n + 1}: not a release's run records ({type(e).__name__}: {e}); "
+        raise ValueError(f"{path}:{n[0] + 1}: not a release's run records ({type(e).__name__}: {e}); "
                          "restore the release from git (git checkout -- data/released)") from None
-    return kinds | ({"engines"} if len(engines - {None}) > 1 else set())
 
 
 def describe(runs) -> str:
@@ -76,6 +85,19 @@ LOCALITY_NOTE = """`locality.jsonl.gz`: expert-locality rows (edgemoe/locality_d
 decode step, MoE layer) with the router's top-k ids, what was decoded and the model file's hash;
 the locality table and figure rebuild from them. A twin's routing is random weights' routing.
 """
+
+
+def union_note(run_table: str | Path) -> str:
+    """A release's paragraph naming the snapshots its run table was built from ('' when it was not a union)."""
+    f = Path(run_table).with_name("union.json")
+    if not f.is_file():
+        return ""
+    s = json.loads(f.read_text())
+    if s.get("run_table_sha256") != sha256_file(run_table):
+        return ""  # an older union's summary: this run table is another one
+    lines = [f"- `{d}`: snapshot `{x['snapshot']}` (workflow {x['commit'] or 'unknown'}"
+             f"{', dirty tree' if x['dirty'] else ''})" for d, x in sorted(s["devices"].items())]
+    return "Built with `runs=union` from these per-device snapshots:\n" + "\n".join(lines) + "\n"
 
 
 def release(parquet: Path, dest: Path, note: str = "") -> Path:
@@ -105,6 +127,7 @@ and figure with no build and no benchmark.
 
 {note}
 
+{union_note(parquet)}
 ## What, where, when (read from the records)
 {describe(runs)}
 

@@ -7,7 +7,8 @@ Nth counted round only: prefill is not what the stopping target is about), `repe
 in an order shuffled per round from a recorded seed. Ratios are computed inside each round
 (`edgemoe.estimates`); after each round `edgemoe.stopping.decide` says whether to go on.
 
-Warm-up: the first `warmup_rounds` rounds run every cell measured in every round once, touching
+Warm-up: the first `warmup_rounds` rounds run every cell measured in every round once, and the
+cells of `warm_tests` (the interleaved decode tests: cheap, and they hold every model), touching
 every model's weights (page cache, CPU caches, clocks) before the first counted round; their
 records say `warmup` and no estimate uses them (the first round was 10-15% slow for every model).
 
@@ -92,7 +93,7 @@ class RoundsDesign:
     `settings` is `experiment.rounds` as the schema filled it (the defaults live there only)."""
 
     def __init__(self, settings: dict[str, Any], cells: Sequence[Cell], every: dict[str, int],
-                 identity: Any = None, pairs: Sequence[tuple[str, str]] = ()):
+                 identity: Any = None, pairs: Sequence[tuple[str, str]] = (), warm_tests: Sequence[str] = ()):
         if not 1 <= settings["min_rounds"] <= settings["max_rounds"] <= 999:
             raise ConfigError("experiment.rounds: need 1 <= min_rounds <= max_rounds <= 999, got "
                               f"{settings['min_rounds']} and {settings['max_rounds']}")
@@ -110,6 +111,7 @@ class RoundsDesign:
         self.warmup_rounds = int(settings["warmup_rounds"])
         self.repetitions = int(settings["repetitions"])
         self.pairs = [tuple(p) for p in pairs]
+        self.warm_tests = set(warm_tests)
         # The design's identity (what is measured and in which order): another experiment's rounds
         # live in another folder instead of overwriting these. Stopping settings are not part of it:
         # raising the budget adds rounds to the same design.
@@ -122,11 +124,11 @@ class RoundsDesign:
         return int(k) < self.warmup_rounds
 
     def cells_of(self, k: int) -> list[Cell]:
-        """The cells round k runs: warm-up rounds the every-round cells; counted round c those whose
-        test's `every` divides c."""
+        """The cells round k runs: warm-up rounds the every-round cells and those of warm_tests;
+        counted round c those whose test's `every` divides c."""
         k = int(k)
         if self.is_warmup(k):
-            return [c for c in self.cells if self.every[c.test] == 1]
+            return [c for c in self.cells if self.every[c.test] == 1 or c.test in self.warm_tests]
         counted = k - self.warmup_rounds
         return [c for c in self.cells if counted % self.every[c.test] == 0]
 

@@ -1,5 +1,6 @@
 """Medians with bootstrap intervals, and ratios between models with intervals: the interval
-methods that edgemoe.estimates (and the node breakdown) use; nothing else computes one.
+methods that edgemoe.estimates (and the node breakdown) use; nothing else computes one
+(percentile bootstrap, order statistics, Hodges-Lehmann with the signed-rank interval).
 
 Percentile bootstrap with a fixed seed, so a table rebuilt from the same runs is identical.
 """
@@ -86,6 +87,37 @@ def median_ci_exact(values, conf: float = 0.95) -> Estimate:
     if k == 0:
         return Estimate(med, float("-inf"), float("inf"), int(n))
     return Estimate(med, float(x[k - 1]), float(x[n - k]), int(n))
+
+
+def _signed_rank_cdf(n: int) -> np.ndarray:
+    """P(T+ <= t), t = 0..n(n+1)/2, of the Wilcoxon signed-rank statistic of n values (exact: the
+    distribution of the sum of a random subset of 1..n, built one rank at a time)."""
+    p = np.zeros(n * (n + 1) // 2 + 1)
+    p[0] = 1.0
+    for r in range(1, n + 1):
+        p[r:] = (p[r:] + p[:-r]) / 2
+        p[:r] /= 2
+    return np.cumsum(p)
+
+
+def signed_rank_ci(values, conf: float = 0.95) -> Estimate:
+    """The Hodges-Lehmann estimate (the median of the n(n+1)/2 Walsh averages (x_i + x_j) / 2, i <= j)
+    of positive values on the log scale, with the exact Wilcoxon signed-rank interval
+    [W_(c), W_(M+1-c)] (c the largest with 2 P(T+ <= c-1) <= 1-conf): coverage `conf` for any
+    distribution symmetric on the log scale, and about 95% of the t interval's efficiency for normal
+    noise where the order-statistic interval has 64%. n < 6 at 95% gives (-inf, inf)."""
+    x = np.log(np.asarray([v for v in values if v is not None and np.isfinite(v) and v > 0], dtype=float))
+    n = x.size
+    if n == 0:
+        return NAN
+    i, j = np.triu_indices(n)
+    w = np.sort((x[i] + x[j]) / 2)
+    value = float(np.exp(np.median(w)))
+    cdf = _signed_rank_cdf(n)
+    c = int(np.searchsorted(cdf, (1 - conf) / 2 + 1e-12, side="right"))  # count of t with P(T+ <= t) <= alpha/2
+    if c == 0:
+        return Estimate(value, float("-inf"), float("inf"), int(n))
+    return Estimate(value, float(np.exp(w[c - 1])), float(np.exp(w[w.size - c])), int(n))
 
 
 def ratio_ci(a, b, conf: float = 0.95, n_boot: int = N_BOOT, seed: int = SEED) -> Estimate:

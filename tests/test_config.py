@@ -22,9 +22,13 @@ def test_default_experiment_is_the_study_on_this_host(default_config):
                                 "olmoe-1b-7b@dense-active", "olmoe-1b-7b@dense-total"]
     assert exp.quants == ["Q4_K_M"] and exp.baseline == "llama-3.2-1b"
     assert exp.device_id == "linux-cpu"
-    assert list(exp.tests) == ["tg64", "pp128"] and exp.tests["pp128"].every == 8
-    assert exp.tests["tg64"].interleave == 8  # every model decoding in one process per round
-    assert len(exp.cells("linux-cpu")) == 7 * 2
+    assert list(exp.tests) == ["tg32", "tg32-effect", "pp128", "pp128-effect"]
+    assert exp.tests["tg32"].interleave == 8  # the study models decoding in one process per round
+    assert exp.test_models("tg32") == ["olmoe-1b-7b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b"]
+    assert exp.test_models("tg32-effect") == ["olmoe-1b-7b", "olmoe-1b-7b@moe", "olmoe-1b-7b@dense-active",
+                                              "olmoe-1b-7b@dense-total"]  # the MoE effect: base and its family
+    assert (exp.tests["tg32-effect"].every, exp.tests["pp128"].every, exp.tests["pp128-effect"].every) == (4, 8, 16)
+    assert len(exp.cells("linux-cpu")) == 4 * 4
 
 
 @pytest.mark.parametrize("path, value", [
@@ -95,3 +99,18 @@ def test_twin_identity_changes_with_the_spec(default_config):
     cfg = copy.deepcopy(default_config)
     cfg["models"]["llama-3.2-1b"]["spec"]["n_layer"] = 15
     assert Experiment(cfg).models["llama-3.2-1b"].weights_tag != a
+
+
+def test_a_test_may_run_some_of_the_models(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["experiment"]["rounds"]["enabled"] = False
+    cfg["experiment"]["tests"] = [
+        {"name": "tg64", "n_prompt": 0, "n_gen": 64, "models": ["llama-3.2-1b", "olmoe-1b-7b"]},
+        {"name": "pp128", "n_prompt": 128, "n_gen": 0}]
+    exp = Experiment(cfg, host_device="linux-cpu")
+    assert exp.test_models("tg64") == ["olmoe-1b-7b", "llama-3.2-1b"]  # the experiment's order
+    assert len(exp.test_models("pp128")) == 7
+    assert len(exp.cells("linux-cpu")) == 2 + 7
+    cfg["experiment"]["tests"][0]["models"] = ["olmoe-1b-7b", "mixtral"]
+    with pytest.raises(ConfigError, match=r"experiment.tests\[tg64\].models: 'mixtral' not among the experiment's"):
+        Experiment(cfg, host_device="linux-cpu")

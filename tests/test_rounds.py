@@ -282,3 +282,14 @@ def test_time_between_a_rounds_cells_is_not_measuring_time():
     for c in ("cell_start_utc", "cell_end_utc"):
         d.loc[later, c] = (pd.to_datetime(d.loc[later, c]) + pd.Timedelta(seconds=100)).map(lambda t: t.isoformat())
     assert decide(d, 0.02, None, pairs=PAIRS)["used_s"] == pytest.approx(80)
+
+
+def test_a_pair_is_no_pair_in_a_test_that_does_not_run_one_of_its_models():
+    df = pd.concat([_rows({(k, m): [v] for k in range(6) for m, v in (("a", 10), ("b", 20))}),
+                    _rows({(k, "a"): [10] for k in range(6)}).assign(test="a-only")])
+    df["kind"] = "bench"
+    r = ratios(df, [("a", "b")], kind="bench")
+    assert list(r["test"]) == ["t"]  # not a row for a-only, which never ran b
+    df.loc[df["model"] == "b", "status"] = "crash"  # b ran and failed: that pair is there, unmeasured
+    r = ratios(df, [("a", "b")], kind="bench")
+    assert list(r["test"]) == ["t"] and r["n"].iloc[0] == 0

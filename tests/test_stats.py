@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgemoe.stats import median_ci, ratio_ci
+from edgemoe.stats import median_ci, median_ci_exact, ratio_ci, signed_rank_ci
 
 
 def test_median_interval_brackets_the_median_and_is_reproducible():
@@ -39,3 +39,36 @@ def test_exact_median_interval_is_distribution_free_order_statistics():
     rng = np.random.default_rng(0)  # coverage at least 95% on a skewed distribution
     hits = [(e := median_ci_exact(rng.lognormal(0, 1, 12))).lo <= 1 <= e.hi for _ in range(2000)]
     assert np.mean(hits) >= 0.95
+
+
+def test_signed_rank_distribution_is_exact():
+    from itertools import combinations
+
+    from edgemoe.stats import _signed_rank_cdf
+
+    n = 7
+    sums = np.array([sum(c) for k in range(n + 1) for c in combinations(range(1, n + 1), k)])
+    assert np.allclose(_signed_rank_cdf(n), [np.mean(sums <= t) for t in range(n * (n + 1) // 2 + 1)])
+
+
+def test_signed_rank_interval_is_the_hodges_lehmann_estimate_with_walsh_bounds():
+    x = [1.0, 1.02, 0.98, 1.05, 0.97, 1.01]
+    e = signed_rank_ci(x)
+    assert (e.lo, e.hi, e.n) == (0.97, 1.05, 6)  # n = 6: P(T+ = 0) = 1/64 <= 0.025, the extreme Walsh averages
+    logs = np.log(x)
+    walsh = [(a + b) / 2 for i, a in enumerate(logs) for b in logs[i:]]
+    assert e.value == np.exp(np.median(walsh))
+    assert np.isinf(signed_rank_ci(x[:5]).lo)  # five rounds bound no 95% interval
+
+
+def test_signed_rank_covers_and_is_narrower_than_order_statistics_for_normal_noise():
+    rng = np.random.default_rng(2)
+    cover = {"sr": 0, "os": 0}
+    width = {"sr": 0.0, "os": 0.0}
+    for _ in range(1000):
+        v = np.exp(rng.normal(0, 0.04, 10))
+        for name, e in (("sr", signed_rank_ci(v)), ("os", median_ci_exact(v))):
+            cover[name] += e.lo <= 1 <= e.hi
+            width[name] += e.hi - e.lo
+    assert 0.93 <= cover["sr"] / 1000 <= 0.97
+    assert width["sr"] < 0.8 * width["os"]

@@ -31,6 +31,7 @@ def run_table_kinds():
         kinds |= {"engines"} if len(EXP.engine_ids) > 1 else set()
         kinds |= model_kinds(EXP.models)
         kinds |= {"regimes"} if EXP.regimes or (EXP.device and EXP.device.emulate_memory_bytes) else set()
+    kinds |= UNION_KINDS  # runs=union: the snapshots' manifests say what their records hold (store.smk)
     if EXP.release_file:
         try:
             kinds |= data_kinds(EXP.release_file)
@@ -48,8 +49,10 @@ rule collect_runs:
     input:
         records=run_record_files,
         rounds=lambda w: [rounds_done_file()] + other_device_rounds_done() if ROUNDS["enabled"] and MEASURING else [],
+        union=lambda w: union_snapshot_files(),  # runs=union (store.smk): fetched snapshots
     output:
         paths.RUN_TABLE,
+        **({"union": paths.UNION_SUMMARY} if UNION else {}),
     log:
         "results/logs/collect_runs.log",
     conda:
@@ -76,6 +79,7 @@ rule tables:
     params:
         baseline=EXP.baseline,
         models=list(EXP.models),
+        snapshots=UNION_SNAPSHOTS,  # runs=union: each device's snapshot id in the provenance table
     script:
         "../scripts/tables.py"
 

@@ -15,12 +15,12 @@ from edgemoe.files import sha256_file  # noqa: E402
 validate(config, "../../config/schema.yaml", set_default=True)  # relative to this file
 try:
     EXP = Experiment(config)
-    if EXP.runs != "released":
+    if EXP.runs not in ("released", "union"):  # union: snapshots from a store (store.smk)
         check_device_is_here(config, EXP.device_id)
 except ConfigError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
 
-MEASURING = EXP.runs != "released"  # released data: no build, model or cell rule can match
+MEASURING = EXP.runs not in ("released", "union")  # released or union data: no build, model or cell rule can match
 NOTHING = "(?!)"  # a wildcard constraint no value matches
 
 

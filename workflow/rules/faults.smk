@@ -51,6 +51,7 @@ onstart:
     else:
         try:
             lines = PREFLIGHT.run_preflight(EXP, jobs, workflow.cores, config.get("preflight"))
+            lines += store_preflight(jobs)  # store.smk: a planned push needs the store reachable
         except (PREFLIGHT.PreflightError, ModelFileError, EngineAxisError) as e:
             raise WorkflowError(str(e)) from None
         _note("\n".join(lines))

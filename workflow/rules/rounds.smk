@@ -16,7 +16,7 @@ from edgemoe.rounds import After, Cell, RoundsDesign, headline_pairs, round_orde
 ROUNDS = config["experiment"]["rounds"]  # the schema filled its defaults
 # With depth enabled, depth cells (edgemoe.depth) run in the rounds too, as cells of their own.
 DEPTH_IN_ROUNDS = bool(ROUNDS["enabled"] and config.get("depth", {}).get("enabled"))
-INTERLEAVED = [t.name for t in EXP.tests.values() if t.interleave]
+INTERLEAVED = [t.name for t in EXP.tests.values() if t.interleave and EXP.test_models(t.name)]
 # The engine axis (edgemoe/engine_axis.py): with more than one engine each cell names its engine
 # and the engines' cells are shuffled together in every round; with one, cells name none.
 AXIS = {e: (e if len(EXP.engine_ids) > 1 else "") for e in EXP.engine_ids}
@@ -26,10 +26,10 @@ try:
         cells=[
             Cell(m, q, t, AXIS[e])
             for e in EXP.engine_ids
-            for m in EXP.models
-            for q in EXP.quants
             for t in [*EXP.tests, *(EXP.depth_tests() if DEPTH_IN_ROUNDS else []), *EXP.prompt_tests()]
             if t not in INTERLEAVED
+            for m in EXP.test_models(t)
+            for q in EXP.quants
         ]
         # an interleaved test (edgemoe/interleave.py): one cell for all models of the round
         + [Cell(interleave.GROUP, q, t, AXIS[e]) for e in EXP.engine_ids for q in EXP.quants for t in INTERLEAVED],
@@ -43,6 +43,7 @@ try:
             *([config["experiment"]["prompts"]] if EXP.prompt_tests() else []),
         ],
         # the study's pairs: registry models only (counterfactuals have the index, not a target)
+        warm_tests=INTERLEAVED,  # the warm-up touches every model of every interleaved decode test
         pairs=headline_pairs(
             {m: x.family for m, x in EXP.models.items() if x.derived_from is None}, EXP.baseline, ROUNDS["target_pairs"]
         ),
@@ -50,9 +51,10 @@ try:
     if INTERLEAVED and EXP.device is not None:  # every model mapped at once: they must fit together
         from edgemoe.preflight import gguf_bytes
 
-        for q in EXP.quants:  # one process per quant
-            sizes = {m: gguf_bytes(EXP.models[m].spec, q) for m in EXP.models}
-            interleave.check_fits(sizes, EXP.device.memory_ceiling_bytes, EXP.device_id, f"{INTERLEAVED[0]} {q}")
+        for t in INTERLEAVED:  # one process per test and quant
+            for q in EXP.quants:
+                sizes = {m: gguf_bytes(EXP.models[m].spec, q) for m in EXP.test_models(t)}
+                interleave.check_fits(sizes, EXP.device.memory_ceiling_bytes, EXP.device_id, f"{t} {q}")
 except (ConfigError, interleave.InterleaveError) as e:
     raise WorkflowError(f"Configuration error: {e}") from None
 INTERLEAVED_TAG = "interleaved"  # the weights-tag part of an interleaved cell's path (each model has its own)
@@ -92,12 +94,12 @@ def round_cell_input(w):
 
 
 def interleaved_cell_input(w):
-    """Every model's file and sidecar (in EXP.models' order), the build, the bandwidth, the job before."""
+    """The test's models' files and sidecars (in EXP.models' order), the build, the bandwidth, the job before."""
     return {
         "build": paths.build_info(w.engine, w.device),
         "bandwidth": paths.bandwidth(w.device),
-        "gguf": [EXP.model_file(m, w.quant) for m in EXP.models],
-        "model_info": [EXP.model_file(m, w.quant, "json") for m in EXP.models],
+        "gguf": [EXP.model_file(m, w.quant) for m in EXP.test_models(w.test)],
+        "model_info": [EXP.model_file(m, w.quant, "json") for m in EXP.test_models(w.test)],
         **round_after(w),
     }
 
@@ -239,11 +241,12 @@ rule round_interleaved_cell:
         # each model's cell id, as a plain round cell's (cells.smk cell_id)
         cell_ids=lambda w: [
             cell_id(SimpleNamespace(**{**dict(w.items()), "model": m, "tag": EXP.models[m].weights_tag}), w.round)
-            for m in EXP.models
+            for m in EXP.test_models(w.test)
         ],
         # the models' turn order in the process: drawn per round like a round's cell order
         order=lambda w: [
-            list(EXP.models).index(m) for m in round_order(list(EXP.models), DESIGN.seed, int(w.round), DESIGN.mode)
+            EXP.test_models(w.test).index(m)
+            for m in round_order(EXP.test_models(w.test), DESIGN.seed, int(w.round), DESIGN.mode)
         ],
         repetitions=lambda w: EXP.tests[w.test].repetitions or DESIGN.repetitions,
         rounds=round_fields,

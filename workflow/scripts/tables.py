@@ -5,6 +5,7 @@ from pathlib import Path
 
 from edgemoe.files import atomic_write_text
 from edgemoe.records import read_parquet
+from edgemoe.store_snapshot import with_snapshots
 from edgemoe.tables import provenance_table, table_note, throughput_table, write_table
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -14,4 +15,5 @@ table = throughput_table(runs, baseline=snakemake.params.baseline, model_order=s
 write_table(table, out.csv, out.md, out.tex)
 atomic_write_text(out.caption, Path("workflow/report/throughput_table.rst").read_text().strip() + "\n\n"
                   + table_note(table) + "\n")
-atomic_write_text(out.provenance, provenance_table(runs).to_csv(index=False))
+prov = with_snapshots(provenance_table(runs), snakemake.params.get("snapshots", {}))  # runs=union: snapshot ids
+atomic_write_text(out.provenance, prov.to_csv(index=False))
