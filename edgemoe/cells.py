@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemoe import llamabench
+from edgemoe.cuda import cell_state as cuda_graphs_state
 from edgemoe.process import ProcessResult, bench_lock, bytes_in_window, child_env, run_measured
 
 # stderr lines that mean "did not fit" rather than "broke"
@@ -183,6 +184,7 @@ def base_record(spec: CellSpec, result: ProcessResult) -> dict[str, Any]:
         "kv_bytes_per_token": m.get("kv_bytes_per_token"), "quant": m["quant"], "gguf_sha256": m["gguf_sha256"], "gguf_bytes": m["gguf_bytes"],
         "test": spec.test, "n_prompt": spec.n_prompt, "n_gen": spec.n_gen, "n_threads": spec.threads,
         "n_gpu_layers": spec.n_gpu_layers, "use_mmap": spec.use_mmap, "n_repetitions": spec.repetitions,
+        "cuda_graphs": cuda_graphs_state(spec.backend, b, m["family"] == "moe", os.environ),
         "peak_rss_bytes": result.peak_rss_bytes, "sys_mem_used_peak_bytes": result.sys_mem_used_peak_bytes,
         "file_pmd_mapped_bytes": result.file_pmd_mapped_peak_bytes,
         "host_steal_s": result.steal_s, "host_other_cpu_s": result.other_cpu_s, "cell_cpu_s": result.cpu_s,

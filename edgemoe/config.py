@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgemoe import engine_axis, interleave, paths, regimes
+from edgemoe import cuda, engine_axis, interleave, paths, regimes
 from edgemoe.architectures import ArchSpec
 from edgemoe.experiment_types import Device, Model, Test, content_hash  # noqa: F401 (re-exported)
 from edgemoe.host import device_matches, total_memory_bytes
@@ -271,7 +271,10 @@ class Experiment:
     def build_flags(self, variant: str) -> list[str]:
         if variant == "tools":
             return ["-DGGML_NATIVE=ON"]
-        return list(self.devices[variant].cmake_flags)
+        try:  # -DCMAKE_CUDA_ARCHITECTURES=auto: the GPU's own, from nvidia-smi
+            return cuda.resolve_flags(list(self.devices[variant].cmake_flags), variant)
+        except cuda.CudaError as e:
+            raise ConfigError(str(e)) from None
 
     def weights_rule_input(self, model_id: str) -> dict[str, str]:
         """What makes a model's F16: nothing for a twin, the download for hf, the path for local."""

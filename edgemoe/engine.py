@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgemoe.cuda import build_facts
 from edgemoe.files import atomic_write_json, sha256_file
 
 
@@ -192,6 +193,7 @@ def build(src: Path, build_dir: Path, flags: list[str], targets: list[str], jobs
         "ccache": shutil.which("ccache") is not None,
         "build_seconds": round(seconds, 1),
         "binaries": binaries,
+        **build_facts(src, cache),  # CUDA graphs: built with them, and off for MoE graphs (edgemoe/cuda.py)
     }
 
 

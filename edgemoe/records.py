@@ -66,6 +66,7 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("n_gen", I, True, "generated tokens of this row's phase (0 for pp)"),
     ("n_threads", I, True, "threads llama.cpp used (configured, checked against llama-bench's report)"),
     ("n_gpu_layers", I, True, "layers offloaded to the GPU"),
+    ("cuda_graphs", S, False, "CUDA graphs in the cell: n/a (not CUDA), on, off (not built), off (GGML_CUDA_DISABLE_GRAPHS), disabled by the engine for MoE (edgemoe/cuda.py)"),
     ("use_mmap", B, True, "weights loaded through mmap (true) or read into memory (false)"),
     ("n_batch", I, False, "logical batch size"),
     ("n_ubatch", I, False, "physical batch size"),

@@ -27,7 +27,7 @@ def test_default_experiment_is_the_study_on_this_host(default_config):
     assert exp.test_models("tg32") == ["olmoe-1b-7b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b"]
     assert exp.test_models("tg32-effect") == ["olmoe-1b-7b", "olmoe-1b-7b@moe", "olmoe-1b-7b@dense-active",
                                               "olmoe-1b-7b@dense-total"]  # the MoE effect: base and its family
-    assert (exp.tests["tg32-effect"].every, exp.tests["pp128"].every, exp.tests["pp128-effect"].every) == (4, 8, 16)
+    assert (exp.tests["tg32-effect"].every, exp.tests["pp128"].every, exp.tests["pp128-effect"].every) == (4, 12, 24)
     assert len(exp.cells("linux-cpu")) == 4 * 4
 
 

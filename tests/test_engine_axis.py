@@ -37,7 +37,7 @@ def test_the_engines_experiment_runs_every_cell_on_both_engines(default_config):
     assert exp.models_engine_id == "llama.cpp-f7cd13301"  # one set of model files for both
     cfg["experiment"]["rounds"]["enabled"] = False
     cells = Experiment(cfg, host_device="linux-cpu").cells("linux-cpu")
-    assert len(cells) == 2 * 7 * 2 and sum("/llama.cpp-0c1e57098/" in c for c in cells) == 7 * 2
+    assert len(cells) == 2 * (4 + 4 + 4) and sum("/llama.cpp-0c1e57098/" in c for c in cells) == 12
 
 
 def test_an_engine_without_the_interleave_program_is_named_before_any_job(default_config):
