@@ -25,7 +25,9 @@ def load(path: str) -> pd.DataFrame:
 def curve(runs: pd.DataFrame, interval: str = "order-statistic") -> pd.DataFrame:
     """One row per counted round n: measuring seconds up to its end, worst half-width, ratios."""
     bench = runs[(runs["kind"] == "bench") & runs["round"].notna()]
-    families = dict(zip(bench["model"], bench["model_family"]))
+    # the stopping rule's pairs: registry models only (counterfactuals have the index, not a target)
+    registry = bench[bench["derived_from"].isna()] if "derived_from" in bench.columns else bench
+    families = dict(zip(registry["model"], registry["model_family"]))
     dense = [m for m, f in families.items() if f != "moe"]
     pairs = headline_pairs(families, dense[0] if dense else "", "all")
     durations = round_durations(bench)
