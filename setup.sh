@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: build tools (system packages where missing) and .venv with the project.
 # Usage: ./setup.sh [extras]   e.g. ./setup.sh pipeline,test   (analysis only: ./setup.sh "")
+# Extras (pyproject.toml): analysis, pipeline, hf, gpu, store (push / runs=union), cluster (profiles/slurm), test
 set -euo pipefail
 extras="${1-pipeline}"
 cd "$(dirname "$0")"

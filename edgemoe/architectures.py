@@ -12,12 +12,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-SUPPORTED_ARCHS = ("olmoe", "llama", "qwen2", "gemma2")
+from edgemoe import architectures_moe as families
+
+SUPPORTED_ARCHS = ("olmoe", "llama", "qwen2", "gemma2") + families.ARCHS
 
 # Real tokenizers shipped in the llama.cpp tree (models/ggml-vocab-<name>.gguf) and the
 # pre-tokenizer name the real model's GGUF carries.
-DEFAULT_VOCAB = {"olmoe": "gpt-neox", "llama": "llama-bpe", "qwen2": "qwen2", "gemma2": "llama-spm"}
-PRE_TOKENIZER = {"olmoe": "olmo", "llama": "llama-bpe", "qwen2": "qwen2", "gemma2": "default"}
+DEFAULT_VOCAB = {"olmoe": "gpt-neox", "llama": "llama-bpe", "qwen2": "qwen2", "gemma2": "llama-spm",
+                 **families.VOCAB}
+PRE_TOKENIZER = {"olmoe": "olmo", "llama": "llama-bpe", "qwen2": "qwen2", "gemma2": "default",
+                 **families.PRE_TOKENIZER}
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,23 @@ class ArchSpec:
     attn_logit_softcap: float | None = None
     final_logit_softcap: float | None = None
     sliding_window: int | None = None
+    # The MoE families of edgemoe.architectures_moe (None for the others, so that their specs and
+    # twin tags stay what they were): expert and shared-expert widths where n_ff is the dense width
+    # (qwen2moe, deepseek2), MLA ranks and head dims (head_dim = qk nope + rope), muP scales (granite).
+    n_ff_exp: int | None = None
+    n_ff_shexp: int | None = None
+    n_expert_shared: int | None = None
+    n_layer_dense_lead: int | None = None
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    head_dim_v: int | None = None
+    rope_dim: int | None = None
+    expert_weights_scale: float | None = None
+    expert_weights_norm: bool | None = None
+    embedding_scale: float | None = None
+    residual_scale: float | None = None
+    attention_scale: float | None = None
+    logit_scale: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -92,8 +113,8 @@ class ArchSpec:
             raise ValueError(f"{where}: n_expert_used must be in 1..n_expert")
         if self.arch == "olmoe" and not self.is_moe:
             raise ValueError(f"{where}: arch olmoe needs n_expert > 0")
-        if self.arch not in ("olmoe", "llama") and self.is_moe:
-            raise ValueError(f"{where}: only arch olmoe and llama (Mixtral-style) are supported as MoE here")
+        if self.arch not in ("olmoe", "llama") + families.ARCHS and self.is_moe:  # granite: families.check
+            raise ValueError(f"{where}: arch {self.arch} has no MoE form in llama.cpp")
         if self.arch in ("olmoe", "qwen2") and self.n_head * self.head_dim != self.n_embd:
             # llama.cpp creates q/o as n_embd x n_embd for these archs
             raise ValueError(f"{where}: {self.arch} needs n_head * head_dim == n_embd")
@@ -103,9 +124,12 @@ class ArchSpec:
             raise ValueError(f"{where}: olmoe has an untied output matrix in llama.cpp")
         if self.arch == "gemma2" and not self.tied_embeddings:
             raise ValueError(f"{where}: gemma2 always ties the output to token_embd in llama.cpp")
+        families.check(self, where)
 
     # ---- tensors -------------------------------------------------------------------------
     def tensors(self) -> list[TensorSpec]:
+        if self.arch in ("qwen2moe", "deepseek2"):
+            return [TensorSpec(*row) for row in families.tensors(self)]
         e, ff, hd = self.n_embd, self.n_ff, self.head_dim
         q_out, kv_out = self.n_head * hd, self.n_head_kv * hd
         t = [TensorSpec("token_embd.weight", (self.n_vocab, e), "F16", "embedding")]
@@ -164,7 +188,10 @@ class ArchSpec:
         return total
 
     def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> int:
-        return int(2 * self.n_layer * self.n_head_kv * self.head_dim * bytes_per_element)
+        """K and V of every layer (deepseek2 at f7cd13301: the expanded per-head K of head_dim and V
+        of head_dim_v, not the compressed latent)."""
+        d_v = self.head_dim_v or self.head_dim
+        return int(self.n_layer * self.n_head_kv * (self.head_dim + d_v) * bytes_per_element)
 
     def gguf_metadata(self, name: str) -> dict[str, Any]:
         """Architecture keys as the convert script writes them (key -> python value).
@@ -198,6 +225,7 @@ class ArchSpec:
         if self.is_moe:
             md[f"{a}.expert_count"] = self.n_expert
             md[f"{a}.expert_used_count"] = self.n_expert_used
+        md.update(families.metadata(self))
         return md
 
     def rope_freqs(self) -> "list[float]":
@@ -225,7 +253,7 @@ class ArchSpec:
 
 
 HF_ARCHS = {"OlmoeForCausalLM": "olmoe", "LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-            "Gemma2ForCausalLM": "gemma2"}
+            "Gemma2ForCausalLM": "gemma2", **families.HF_ARCHS}
 
 
 def spec_from_hf_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -256,4 +284,5 @@ def spec_from_hf_config(cfg: dict[str, Any]) -> dict[str, Any]:
         spec.update(attn_logit_softcap=cfg.get("attn_logit_softcapping"),
                     final_logit_softcap=cfg.get("final_logit_softcapping"),
                     sliding_window=cfg.get("sliding_window"), tied_embeddings=True)
+    spec.update(families.spec_from_hf(arch, cfg))
     return spec

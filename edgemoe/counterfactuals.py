@@ -2,8 +2,9 @@
 
 For an MoE model M with E experts, k used per token, expert width I (its id `M@<derivation>`):
 - `M@moe`: M itself in an architecture with both an MoE and a dense form (llama.cpp's `olmoe` has
-  no dense form; `llama` runs with or without `*_exps` experts), so the three members below differ
-  in their FFN and router only. Its speed against the original twin is measured (paired ratio).
+  no dense form; `llama` runs with or without `*_exps` experts; `granitemoe` and `granite` are one
+  loader and graph under two names, so a Granite MoE's dense members are `granite`), so the three
+  members below differ in their FFN and router only. Its speed against the original twin is measured (paired ratio).
 - `M@dense-active`: one dense FFN of width k*I per layer, no router: M's FFN bytes per token.
 - `M@dense-total`: one dense FFN of width E*I: every parameter read per token.
 - `M@E<e>k<j>`: a controlled sweep member: e experts, j used, expert width k*I / j (active FFN
@@ -25,8 +26,13 @@ from typing import Any
 
 from edgemoe.architectures import DEFAULT_VOCAB, PRE_TOKENIZER, ArchSpec
 
-# The architecture that has both forms, per MoE architecture.
-BOTH_FORMS = {"olmoe": "llama", "llama": "llama"}
+# The architecture that has both forms, per MoE architecture; where llama.cpp names the dense form
+# differently (granite: one loader and graph, build_llama, for both names), DENSE_FORM.
+BOTH_FORMS = {"olmoe": "llama", "llama": "llama", "granitemoe": "granitemoe"}
+DENSE_FORM = {"granitemoe": "granite"}
+# Shared experts (always active, beside the routed ones): the brackets' widths would need the shared
+# width too (edgemoe.estimates pairs a member with dense widths k*I and E*I), so not derived yet.
+SHARED_EXPERTS = ("qwen2moe", "deepseek2")
 FAMILY = ("moe", "dense-active", "dense-total")
 QK_K = 256  # k-quant super-block: a row length (expert or FFN width) must be a multiple of it
 _MEMBER = re.compile(r"E(\d+)k(\d+)")
@@ -53,6 +59,9 @@ def _in_both_forms(model_id: str, spec: ArchSpec) -> ArchSpec:
     if not spec.is_moe:
         raise DerivationError(f"{model_id}: counterfactual twins derive from an MoE model; it is dense "
                               f"(n_expert 0)")
+    if spec.arch in SHARED_EXPERTS:
+        raise DerivationError(f"{model_id}: {spec.arch} has shared experts beside the routed ones; its counterfactual "
+                              f"family is not defined yet (known: {sorted(BOTH_FORMS)})")
     if spec.arch not in BOTH_FORMS:
         raise DerivationError(f"{model_id}: no llama.cpp architecture with both forms for {spec.arch!r}; "
                               f"known: {sorted(BOTH_FORMS)}")
@@ -74,7 +83,7 @@ def derive(model_id: str, base_spec: ArchSpec, quants: list[str] = ()) -> ArchSp
     base, derivation = split(model_id)
     stand_in = _in_both_forms(base, base_spec)
     active_ff = base_spec.n_expert_used * base_spec.n_ff
-    dense = dict(n_expert=0, n_expert_used=0)
+    dense = dict(n_expert=0, n_expert_used=0, arch=DENSE_FORM.get(stand_in.arch, stand_in.arch))
     if derivation == "moe":
         return stand_in
     if derivation == "dense-active":

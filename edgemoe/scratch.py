@@ -33,8 +33,8 @@ def staged_path(src: Path, scratch: Path) -> Path:
 
 def stage(path: str | Path, scratch: str | Path | None = None) -> str:
     """The path a cell should map: `path` itself, or its node-local copy under $EDGEMOE_MODEL_SCRATCH."""
-    scratch = scratch if scratch is not None else os.environ.get(ENV)
-    if not scratch:
+    scratch = scratch if scratch is not None else os.path.expandvars(os.environ.get(ENV, ""))
+    if not scratch or "$" in str(scratch):  # unset, or a variable this host does not have
         return str(path)
     src, scratch = Path(path), Path(scratch)
     dst = staged_path(src, scratch)

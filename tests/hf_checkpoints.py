@@ -152,7 +152,7 @@ def _bpe_tokenizer_json(kind: str, kv: dict) -> tuple[dict, list[dict]]:
         if typ == _NORMAL:
             vocab[tok] = i
         elif typ in (_CONTROL, _USER_DEFINED):
-            if kind == "gpt-neox" and typ == _CONTROL:
+            if kind in ("gpt-neox", "refact") and typ == _CONTROL:  # refact: StarCoder's vocab holds them too
                 # gpt-neox-20b's file keeps <|endoftext|> (0) and <|padding|> (1) in the BPE vocab too;
                 # transformers 5 rebuilds GPTNeoXTokenizer from that vocab and would renumber them.
                 vocab[tok] = i
@@ -218,6 +218,12 @@ def _bpe_tokenizer_json(kind: str, kv: dict) -> tuple[dict, list[dict]]:
         pre = {"type": "Sequence", "pretokenizers": [_split(_QWEN2_SPLIT), _byte_level(False, False, False)]}
         post = _byte_level(False, False, False)
         decoder = _byte_level(False, False, False)
+    elif kind == "refact":  # smallcloudai/Refact-1_6-base's StarCoder-style BPE (IBM Granite-3.0 hashes the same)
+        normalizer = None
+        pre = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                     _byte_level(False, True, True)]}
+        post = _byte_level(False, True, True)
+        decoder = _byte_level(False, True, True)
     else:
         raise ValueError(f"no BPE layout for vocab {kind!r}")
     tj = {
@@ -385,6 +391,10 @@ def tokenizer_files(kind: str, engine_src: Path, cache_dir: Path | None = None) 
                 "clean_up_tokenization_spaces": True,
             }
             stm = {"bos_token": bos, "eos_token": eos}
+        elif kind == "refact":
+            cfg = {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "bos_token": eos, "eos_token": eos,
+                   "unk_token": eos, "pad_token": eos, "model_max_length": 4096, "clean_up_tokenization_spaces": True}
+            stm = {"bos_token": eos, "eos_token": eos, "unk_token": eos, "pad_token": eos}
         else:  # qwen2
             cfg = {
                 "tokenizer_class": "Qwen2Tokenizer",

@@ -234,3 +234,34 @@ def test_push_files_follow_the_rounds_closing_file_and_take_siblings(tmp_path, m
     assert records == ["r/a.jsonl"]
     assert set(files) == {"r/a.jsonl", "r/a.stderr.log", "r/a.llama-bench.jsonl", "done.json", "r/decision.json",
                           "ctx.json"}
+
+
+def test_runs_union_plans_no_cell_and_refuses_an_unreachable_store(tmp_path, monkeypatch):
+    """`--config runs=union` on two devices' snapshots: fetches and analysis only; a dead store is
+    an error before the DAG, naming the problem and never the secret."""
+    from conftest import ROOT
+
+    srv = s3_servers.start("moto", tmp_path)
+    try:
+        for k, v in srv.env().items():
+            monkeypatch.setenv(k, v)
+        st = store_of(srv)
+        for d in ("cpu-a", "cpu-b"):
+            S.push(st, d, *device_files(tmp_path / d, d), {**META, "kinds": ["bench", "profile"]})
+        store = f"store={{url: {st.url}, endpoint_url: '{srv.endpoint}', devices: [cpu-a, cpu-b]}}"
+        cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "figures/all", "--configfile",
+               "config/smoke.yaml", "tests/configs/two-devices.yaml", "--config", "runs=union", store, "--quiet", "rules"]
+        env = {k: v for k, v in os.environ.items() if k != "EDGEMOE_HOST_DEVICE"}
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-3000:]
+        assert "union_fetch" in out and "figure_breakdown" in out
+        for rule in ("engine_build", "twin_model", "bench_cell", "round_cell", "profile_cell", "bandwidth", "push"):
+            assert rule not in out.split("Job stats")[-1], rule
+    finally:
+        srv.stop()
+    dead = [c.replace(srv.endpoint, f"http://127.0.0.1:{s3_servers.free_port()}") for c in cmd]
+    proc = subprocess.run(dead, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Store error" in out and "unreachable" in out, out[-2000:]
+    assert s3_servers.SECRET not in proc.stdout + proc.stderr
