@@ -300,8 +300,8 @@ class Experiment:
 
     def cells(self, device: str) -> list[str]:
         """Block design: one cell file per engine of the axis, test, model (of that test) and quant."""
-        return [paths.cell_file(device, e, m, self.models[m].weights_tag, q, t)
-                for e in self.engine_ids for t in self.tests for m in self.test_models(t) for q in self.quants]
+        return [paths.cell_file(device, e, m, self.models[m].weights_tag, q, t) for e in self.engine_ids
+                for m in self.models for q in self.quants for t in self.tests if m in self.test_models(t)]
 
     def profile_cells(self, device: str) -> list[str]:
         if not self.cfg.get("profiling", {}).get("enabled"):

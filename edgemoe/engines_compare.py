@@ -17,7 +17,7 @@ import pandas as pd
 
 from edgemoe import estimates as E
 from edgemoe.files import atomic_write_text
-from edgemoe.stats import ratio_ci
+from edgemoe.stats import Estimate, ratio_ci
 
 KEYS = [k for k in E.GROUP if k != "engine"]  # what an engine comparison holds fixed
 PHASES = ("tg", "pp")
@@ -101,8 +101,8 @@ def comparison(runs: pd.DataFrame, baseline: str, engines: Sequence[str]) -> dic
     engines = engine_order(runs, engines)
     est = E.estimates(runs, baseline, kind="bench")
     pairs = moe_pairs(runs, baseline)
-    ratio = est[(est["quantity"] == "ratio") & est.apply(lambda r: (r["model"], r["reference"]) in pairs, axis=1)] \
-        if len(est) else est
+    wanted = set(pairs)
+    ratio = est[(est["quantity"] == "ratio") & np.array([p in wanted for p in zip(est["model"], est["reference"])], bool)]
     index = est[est["quantity"] == "tracking_index"]
     return {"engines": pd.DataFrame({"engine": engines}), "tok_s": est[est["quantity"] == "tokens_per_s"],
             "speedup": speedups(runs, engines), "ratio": ratio, "index": index,
@@ -110,10 +110,8 @@ def comparison(runs: pd.DataFrame, baseline: str, engines: Sequence[str]) -> dic
 
 
 def _iv(v, lo, hi, digits=3) -> str:
-    if not np.isfinite(v):
-        return "–"
-    bounds = "" if not (np.isfinite(lo) and np.isfinite(hi)) else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return f"{v:.{digits}f}{bounds}"
+    """An estimate as every table shows one (stats.Estimate.fmt)."""
+    return Estimate(float(v), float(lo), float(hi), 0).fmt(digits)
 
 
 def finding(c: dict[str, pd.DataFrame]) -> str:
@@ -136,7 +134,7 @@ def finding(c: dict[str, pd.DataFrame]) -> str:
         else:
             verdict = "no change distinguishable at 95%"
         out.append(f"{r['model']} / {r['reference']} decode ({r['device']}, {r['quant']}, {r['test']}): "
-                   + ", ".join(f"{_iv(on[e].value, on[e].lo, on[e].hi)} on {e}" for e in on)
+                   + ", ".join(f"{on[e].fmt(3)} on {e}" for e in on)
                    + f"; paired by round, {r['engine']} / {engines[0]} = {_iv(r['value'], lo, hi)} over {r['n']} "
                    + f"rounds: {verdict}.")
     return " ".join(out) or "No MoE / dense pair measured on two engines in the same rounds."

@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from edgemoe.estimates import INTERVALS, paired_ratio, usable
+from edgemoe.estimates import INTERVALS, halfwidth, paired_ratio, usable
 from edgemoe.records import merge, read_jsonl, read_parquet
 
 
@@ -83,55 +83,50 @@ def main() -> None:
                          "log ratio, keeping what the two share inside a round)")
     a = ap.parse_args()
     runs = load(a.runs)
+    rng = np.random.default_rng(a.seed)
     if not a.independent:
         noise = paired_noise(runs, a.num, a.den, a.test)
-        rng = np.random.default_rng(a.seed)
+        ones = {k: np.array([1.0]) for k in range(max(a.rounds))}
+
+        def draw(n):  # true ratio 1: the population median of the draws
+            r = np.exp(rng.choice(noise, n))
+            return {k: np.array([r[k]]) for k in range(n)}, ones
+
         out = {"runs": a.runs, "num": a.num, "den": a.den, "mode": "paired", "rounds_seen": int(noise.size),
-               "log_ratio_sd": float(np.std(noise)), "coverage": {}}
-        for n in a.rounds:
-            cov = {}
-            for interval in INTERVALS:
-                hits, widths = 0, []
-                for _ in range(a.experiments):
-                    r = np.exp(rng.choice(noise, n))  # true ratio 1: the population median of the draws
-                    e = paired_ratio({k: np.array([r[k]]) for k in range(n)}, {k: np.array([1.0]) for k in range(n)},
-                                     interval)
-                    hits += e.lo <= 1 <= e.hi
-                    widths.append(max(e.hi - e.value, e.value - e.lo) / e.value)
-                cov[interval] = {"coverage": hits / a.experiments, "median_halfwidth": float(np.median(widths))}
-            out["coverage"][str(n)] = cov
-            print(f"{n} rounds: " + ", ".join(f"{i} covers {c['coverage']:.3f} (half-width {c['median_halfwidth']:.4f})"
-                                              for i, c in cov.items()), flush=True)
-        print(json.dumps(out, indent=1))
-        return
-    noise, reps_seen = {}, []
-    for arm in (a.num, a.den):
-        between, within, reps = residuals(runs, arm, a.test)
-        noise[arm] = (between, within)
-        reps_seen.append(reps)
-    reps = a.repetitions or min(reps_seen)
-    rng = np.random.default_rng(a.seed)
-    big = simulate(rng, noise, 200_000, reps)  # the population: the per-round ratio's median
-    truth = float(np.median([np.median(big[a.num][k]) / np.median(big[a.den][k]) for k in range(200_000)]))
-    out = {"runs": a.runs, "num": a.num, "den": a.den, "repetitions": reps, "experiments": a.experiments,
-           "noise_log_sd": {arm: {"between_rounds": float(np.std(b)), "within_round": float(np.std(w))}
-                            for arm, (b, w) in noise.items()},
-           "true_ratio": truth, "coverage": {}}
+               "log_ratio_sd": float(np.std(noise))}
+        truth = 1.0
+    else:
+        noise, reps_seen = {}, []
+        for arm in (a.num, a.den):
+            between, within, reps = residuals(runs, arm, a.test)
+            noise[arm] = (between, within)
+            reps_seen.append(reps)
+        reps = a.repetitions or min(reps_seen)
+        big = simulate(rng, noise, 200_000, reps)  # the population: the per-round ratio's median
+        truth = float(np.median([np.median(big[a.num][k]) / np.median(big[a.den][k]) for k in range(200_000)]))
+
+        def draw(n):
+            sim = simulate(rng, noise, n, reps)
+            return sim[a.num], sim[a.den]
+
+        out = {"runs": a.runs, "num": a.num, "den": a.den, "repetitions": reps,
+               "noise_log_sd": {arm: {"between_rounds": float(np.std(b)), "within_round": float(np.std(w))}
+                                for arm, (b, w) in noise.items()},
+               "true_ratio": truth}
+    out |= {"experiments": a.experiments, "coverage": {}}
     for n in a.rounds:
         cov = {}
         for interval in INTERVALS:
             hits, widths = 0, []
             for _ in range(a.experiments):
-                sim = simulate(rng, noise, n, reps)
-                e = paired_ratio(sim[a.num], sim[a.den], interval)
+                e = paired_ratio(*draw(n), interval)
                 hits += e.lo <= truth <= e.hi
-                widths.append(max(e.hi - e.value, e.value - e.lo) / e.value)
+                widths.append(halfwidth(e))
             cov[interval] = {"coverage": hits / a.experiments, "median_halfwidth": float(np.median(widths))}
         out["coverage"][str(n)] = cov
         print(f"{n} rounds: " + ", ".join(f"{i} covers {c['coverage']:.3f} (half-width {c['median_halfwidth']:.4f})"
                                           for i, c in cov.items()), flush=True)
     print(json.dumps(out, indent=1))
-
 
 if __name__ == "__main__":
     main()
