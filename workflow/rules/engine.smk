@@ -14,8 +14,6 @@ rule engine_source:
         engine=lambda w: config["engines"][w.engine],
         patches=lambda w: patch_hashes(w.engine),
         download_cache="results/downloads",
-        # an engine of the axis must know every model's architecture (edgemoe/engine_axis.py)
-        archs=lambda w: {m: x.spec.arch for m, x in EXP.models.items()} if w.engine in EXP.engine_ids else {},
     script:
         "../scripts/engine_source.py"
 
